@@ -1,0 +1,176 @@
+"""A trained model as one directory of JSON files and a ``.keras`` file, written atomically, loaded safely.
+
+Layout: ``model.keras``, ``config.json`` (the resolved config), ``labels.json``, ``thresholds.json``,
+``tokenizers/<field>.json``, ``metrics.json``, ``history.json``, ``manifest.json``, plus any plots.
+No pickle: the model is loaded with ``safe_mode=True`` after its layer classes are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from multifield.config import Config, config_from_dict
+from multifield.data.encoding import RecordEncoder
+from multifield.data.labels import LabelEncoder
+from multifield.data.text import FieldTokenizer
+from multifield.errors import BundleError, ConfigError
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"
+
+
+@dataclass
+class Bundle:
+    config: Config
+    encoder: RecordEncoder
+    model: object  # keras.Model
+    thresholds: np.ndarray
+    metrics: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the bundle into a temporary sibling directory, then rename it into place."""
+    import keras
+
+    import multifield
+
+    directory = Path(directory)
+    if directory.exists() and not overwrite and any(directory.iterdir()):
+        raise BundleError(f"{directory}: exists and is not empty; choose another directory or overwrite it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        bundle.model.save(staging / MODEL_FILE)
+        _write_json(staging / "config.json", bundle.config.to_toml_dict())
+        _write_json(staging / "labels.json", bundle.encoder.labels.labels)
+        _write_json(
+            staging / "thresholds.json",
+            {label: round(float(t), 4) for label, t in zip(bundle.encoder.labels.labels, bundle.thresholds)},
+        )
+        (staging / "tokenizers").mkdir()
+        for name, tokenizer in bundle.encoder.tokenizers.items():
+            (staging / "tokenizers" / f"{name}.json").write_text(tokenizer.to_json(), encoding="utf-8")
+        _write_json(staging / "metrics.json", bundle.metrics)
+        _write_json(staging / "history.json", bundle.history)
+        for name, content in bundle.artifacts.items():
+            (staging / name).write_bytes(content)
+        _write_json(
+            staging / "manifest.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "multifield_version": multifield.__version__,
+                "keras_version": keras.__version__,
+                "backend": keras.backend.backend(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        if directory.exists():
+            # Move the old directory aside first so that a crash leaves either the old or the new bundle.
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+            os.replace(directory, retired / directory.name)
+            os.replace(staging, directory)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing from the bundle") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{path}: not valid JSON ({error})") from None
+
+
+def _check_layer_classes(model_path: Path) -> None:
+    """Refuse a model that holds a Lambda layer or a class from outside Keras and multifield."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            model_config = json.loads(archive.read("config.json"))
+    except FileNotFoundError:
+        raise BundleError(f"{model_path}: missing from the bundle") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{model_path}: not a readable .keras file ({error})") from None
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "class_name" in node and "config" in node:
+                class_name = node["class_name"]
+                module = node.get("module") or ""
+                registered = node.get("registered_name") or ""
+                if class_name == "Lambda" or "Lambda" in registered:
+                    raise BundleError(f"{model_path}: holds a Lambda layer; refusing to load code from a model file")
+                trusted = module.startswith("keras") or registered.startswith("multifield>") or module == "builtins"
+                if module and not trusted:
+                    raise BundleError(
+                        f"{model_path}: holds {module}.{class_name}, which is neither Keras nor multifield; refusing to load it"
+                    )
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(model_config)
+
+
+def load_bundle(directory: str | os.PathLike) -> Bundle:
+    import keras
+
+    import multifield.layers  # noqa: F401  (registers the layer classes for deserialisation)
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: no such model directory")
+    manifest = _read_json(directory / "manifest.json")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{directory / 'manifest.json'}: bundle format {manifest.get('format_version')} is not supported")
+    try:
+        config = config_from_dict(_read_json(directory / "config.json"), source=str(directory / "config.json"))
+    except ConfigError as error:
+        raise BundleError(str(error)) from None
+    labels = _read_json(directory / "labels.json")
+    threshold_map = _read_json(directory / "thresholds.json")
+    tokenizers = {}
+    for name in config.fields:
+        path = directory / "tokenizers" / f"{name}.json"
+        try:
+            tokenizers[name] = FieldTokenizer.from_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"{path}: missing from the bundle") from None
+        except Exception as error:  # tokenizers raises its own exception types for a bad file
+            raise BundleError(f"{path}: not a readable tokenizer ({error})") from None
+    model_path = directory / MODEL_FILE
+    _check_layer_classes(model_path)
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise BundleError(f"{model_path}: cannot be loaded ({type(error).__name__}: {error})") from None
+    try:
+        thresholds = np.array([threshold_map[label] for label in labels], dtype=np.float32)
+    except KeyError as error:
+        raise BundleError(f"{directory / 'thresholds.json'}: no threshold for label {error}") from None
+    encoder = RecordEncoder(config, tokenizers, LabelEncoder(labels))
+    metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
+    history = _read_json(directory / "history.json") if (directory / "history.json").exists() else {}
+    return Bundle(config, encoder, model, thresholds, metrics, history)

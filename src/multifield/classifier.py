@@ -1,0 +1,289 @@
+"""``MultiFieldClassifier``: the scikit-learn-style estimator that trains, predicts, explains and saves."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multifield.config import Config, config_from_dict, load_config
+from multifield.data.encoding import RecordEncoder, field_values, record_ids
+from multifield.data.io import Table, read_table
+from multifield.data.split import split_by_hash
+from multifield.errors import DataError, MultifieldError
+from multifield.thresholds import decide, tune_thresholds
+
+PREDICT_BATCH_SIZE = 512
+
+
+def as_table(data: Any, name: str = "<records>") -> Table:
+    """A file path, a pandas DataFrame, a list of record dicts or a Table, as a Table."""
+    if isinstance(data, Table):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data)
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):
+        records = data.to_dict(orient="records")
+        return Table("<DataFrame>", records, list(range(1, len(records) + 1)), "row")
+    if isinstance(data, (list, tuple)) and all(isinstance(record, dict) for record in data):
+        return Table(name, list(data), list(range(1, len(data) + 1)), "record")
+    raise MultifieldError(f"expected a file path, a DataFrame or a list of dicts, got {type(data).__name__}")
+
+
+def _resolve_config(config) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise MultifieldError(f"config must be a Config, a dict or a path to a TOML file, got {type(config).__name__}")
+
+
+class MultiFieldClassifier:
+    """Multi-label classifier over several text fields, with recurrent attention on the long ones.
+
+    Follows scikit-learn's conventions: ``__init__`` only stores the config; ``fit`` returns ``self``;
+    fitted state ends in ``_`` (``labels_``, ``thresholds_``, ``model_``); ``predict_proba`` gives scores.
+
+    Example:
+
+    >>> clf = MultiFieldClassifier("configs/movies.toml").fit("train.jsonl")   # doctest: +SKIP
+    >>> clf.predict([{"id": "1", "plot": "A detective hunts a killer.", "title": "Night"}])  # doctest: +SKIP
+    [['Crime', 'Thriller']]
+    """
+
+    def __init__(self, config=None):
+        self.config = config
+
+    # -- fitting ---------------------------------------------------------------------------------------
+    def fit(self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None):
+        """Train on ``train`` (a path, DataFrame or list of dicts); validate on ``valid`` or on a stable
+        hash split of ``train``. ``epochs`` trains exactly that many epochs, without early stopping."""
+        import keras
+
+        from multifield.data.vectors import embedding_matrices
+        from multifield.model import build_model, scores_model
+        from multifield.training import (
+            RichProgress,
+            ValidationMonitor,
+            learning_curves_png,
+            make_optimizer,
+        )
+
+        config = self.config_ = _resolve_config(self.config)
+        training = config.training
+        console = console or _console(verbose)
+        train_table = as_table(train, "<train>")
+        train_ids = record_ids(config, train_table)
+        _check_unique(train_ids, train_table)
+        if valid is None:
+            train_index, valid_index = split_by_hash(train_ids, training.validation_fraction)
+            if not train_index or not valid_index:
+                raise DataError(
+                    f"too few records to split off a validation part ({len(train_ids)} records); give --valid",
+                    train_table.path,
+                )
+            train_table, valid_table = train_table.subset(train_index), train_table.subset(valid_index)
+        else:
+            valid_table = as_table(valid, "<valid>")
+            _check_unique(record_ids(config, valid_table), valid_table)
+
+        keras.utils.set_random_seed(training.seed)
+        started = time.perf_counter()
+        encoder = self.encoder_ = RecordEncoder.fit(config, train_table)
+        x_train, x_valid = encoder.encode_inputs(train_table), encoder.encode_inputs(valid_table)
+        y_train, _ = encoder.encode_labels(train_table)
+        y_valid, unknown = encoder.encode_labels(valid_table)
+        if unknown:
+            console.print(f"[yellow]note:[/] validation labels never seen in training are ignored: {dict(unknown)}")
+        rare = [label for label, count in zip(encoder.labels.labels, y_train.sum(axis=0)) if count < 3]
+        if rare:
+            console.print(f"[yellow]note:[/] labels with fewer than 3 training records: {', '.join(rare)}")
+        console.print(
+            f"{len(train_table)} training and {len(valid_table)} validation records, {len(encoder.labels.labels)} labels; "
+            + ", ".join(f"{name}: {tok.vocabulary_size} tokens" for name, tok in encoder.tokenizers.items())
+        )
+
+        steps_per_epoch = max(1, -(-len(train_table) // training.batch_size))
+        full_model = build_model(
+            config,
+            {name: tok.vocabulary_size for name, tok in encoder.tokenizers.items()},
+            len(encoder.labels.labels),
+            embedding_matrices(config, encoder, console),
+        )
+        model = scores_model(full_model)
+        model.compile(
+            optimizer=make_optimizer(training, steps_per_epoch),
+            loss=keras.losses.BinaryCrossentropy(label_smoothing=training.label_smoothing),
+        )
+        total_epochs = epochs or training.max_epochs
+        monitor = ValidationMonitor(
+            x_valid, y_valid, patience=None if epochs else training.patience, min_labels=training.min_labels
+        )
+        callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=training.batch_size,
+            epochs=total_epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        self.model_ = full_model
+        self._scores_model_ = model
+        valid_scores = self._scores(x_valid)
+        self.thresholds_ = tune_thresholds(y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
+        from multifield.metrics import evaluate
+
+        validation = evaluate(
+            y_valid, decide(valid_scores, self.thresholds_, training.min_labels), valid_scores, encoder.labels.labels
+        )
+        self.history_ = monitor.history
+        self.metrics_ = {
+            "validation": validation,
+            "best_epoch": monitor.best_epoch + 1,
+            "epochs_run": len(monitor.history.get("loss", [])),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "train_records": len(train_table),
+            "validation_records": len(valid_table),
+        }
+        self.artifacts_ = {"learning_curves.png": learning_curves_png(self.history_)}
+        console.print(
+            f"best epoch {self.metrics_['best_epoch']}: validation micro-F1 {validation['micro_f1']:.4f}, "
+            f"macro-F1 {validation['macro_f1']:.4f} with tuned thresholds"
+        )
+        return self
+
+    # -- predicting ------------------------------------------------------------------------------------
+    @property
+    def labels_(self) -> list[str]:
+        self._check_fitted()
+        return self.encoder_.labels.labels
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise MultifieldError("this classifier is not fitted yet: call fit() or multifield.load()")
+
+    def _scores(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        if getattr(self, "_scores_model_", None) is None:
+            from multifield.model import scores_model
+
+            self._scores_model_ = scores_model(self.model_)
+        return np.asarray(self._scores_model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0), dtype=np.float32)
+
+    def predict_proba(self, data) -> np.ndarray:
+        """``(records, labels)`` probabilities, columns in the order of ``labels_``."""
+        self._check_fitted()
+        return self._scores(self.encoder_.encode_inputs(as_table(data)))
+
+    def predict(self, data) -> list[list[str]]:
+        """The predicted label set of each record (per-label thresholds tuned on validation)."""
+        scores = self.predict_proba(data)
+        return self.encoder_.labels.decode(decide(scores, self.thresholds_, self.config_.training.min_labels))
+
+    def predict_records(self, data, attention: bool = False) -> list[dict]:
+        """One ``{"id", "labels", "scores"[, "attention"]}`` dict per record, in input order."""
+        self._check_fitted()
+        table = as_table(data)
+        ids = [record.get(self.config_.id_field) for record in table.records]
+        inputs = self.encoder_.encode_inputs(table)
+        if attention:
+            from multifield.model import attention_output
+
+            outputs = self.model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+            scores = np.asarray(outputs["scores"], dtype=np.float32)
+        else:
+            scores = self._scores(inputs)
+        predicted = decide(scores, self.thresholds_, self.config_.training.min_labels)
+        labels = self.encoder_.labels.labels
+        results = []
+        values = field_values(self.config_, table) if attention else {}
+        for row, record_id in enumerate(ids):
+            result = {
+                "id": record_id,
+                "labels": [labels[j] for j in np.flatnonzero(predicted[row])],
+                "scores": {label: round(float(scores[row, j]), 6) for j, label in enumerate(labels)},
+            }
+            if attention:
+                result["attention"] = {
+                    name: self._field_attention(name, values[name][row], np.asarray(outputs[attention_output(name)][row]))
+                    for name in self.config_.attention_fields()
+                }
+            results.append(result)
+        return results
+
+    def _field_attention(self, name: str, value, weights: np.ndarray):
+        ids, words = self.encoder_.tokenizers[name].encode_with_words(value)
+        if weights.ndim == 2:  # several heads: one list per head
+            return [[[word, round(float(w), 6)] for word, w in zip(words, head[: len(ids)])] for head in weights]
+        return [[word, round(float(w), 6)] for word, w in zip(words, weights[: len(ids)])]
+
+    def evaluate(self, data) -> dict:
+        """Metrics of the predicted label sets against the records' true labels."""
+        from multifield.metrics import evaluate
+
+        self._check_fitted()
+        table = as_table(data)
+        y_true, unknown = self.encoder_.encode_labels(table)
+        scores = self.predict_proba(table)
+        predicted = decide(scores, self.thresholds_, self.config_.training.min_labels)
+        metrics = evaluate(y_true, predicted, scores, self.labels_)
+        metrics["unknown_labels"] = dict(unknown)
+        return metrics
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def save(self, directory, overwrite: bool = False) -> Path:
+        from multifield.bundle import Bundle, save_bundle
+
+        self._check_fitted()
+        bundle = Bundle(
+            self.config_,
+            self.encoder_,
+            self.model_,
+            self.thresholds_,
+            getattr(self, "metrics_", {}),
+            getattr(self, "history_", {}),
+            getattr(self, "artifacts_", {}),
+        )
+        return save_bundle(bundle, directory, overwrite=overwrite)
+
+
+def load(directory) -> MultiFieldClassifier:
+    """Load a saved bundle as a fitted ``MultiFieldClassifier``."""
+    from multifield.bundle import load_bundle
+
+    bundle = load_bundle(directory)
+    classifier = MultiFieldClassifier(bundle.config)
+    classifier.config_ = bundle.config
+    classifier.encoder_ = bundle.encoder
+    classifier.model_ = bundle.model
+    classifier.thresholds_ = bundle.thresholds
+    classifier.metrics_ = bundle.metrics
+    classifier.history_ = bundle.history
+    return classifier
+
+
+def _check_unique(ids: list, table: Table) -> None:
+    seen: dict = {}
+    for index, record_id in enumerate(ids):
+        if record_id in seen:
+            raise DataError(
+                f"duplicate id {record_id!r} (first seen on {table.line_kind} {table.where(seen[record_id])})",
+                table.path,
+                table.where(index),
+            )
+        seen[record_id] = index
+
+
+def _console(verbose: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=not verbose)
+
+
+__all__ = ["MultiFieldClassifier", "as_table", "load"]

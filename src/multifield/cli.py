@@ -1,0 +1,174 @@
+"""The ``multifield`` command line: train, evaluate, predict and demo.
+
+A mistake in the user's input ends the command with one line on stderr and exit code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+import multifield
+from multifield.errors import MultifieldError
+
+app = typer.Typer(
+    name="multifield",
+    help="Multi-field, multi-label text classification with recurrent attention (Keras 3).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"multifield {multifield.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+):
+    """Train, evaluate, predict with and explain multi-field text classifiers.
+
+    Example: multifield train configs/movies.toml --train train.jsonl --out runs/movies
+    """
+    _state["debug"] = debug
+
+
+def user_errors(command):
+    """Report a MultifieldError as one line and exit 2, unless --debug asks for the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MultifieldError as error:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    config: Path = typer.Argument(..., help="The run's TOML config (fields, encoders, labels, training)."),
+    train_file: Path = typer.Option(..., "--train", help="Training records: JSONL, CSV or Parquet."),
+    valid_file: Optional[Path] = typer.Option(
+        None, "--valid", help="Validation records. Without it, a part of --train is split off by a hash of the id."
+    ),
+    out: Path = typer.Option(..., "--out", help="Directory to write the model bundle to."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs (no early stopping)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle in --out."),
+):
+    """Train a model and write its bundle.
+
+    Example: multifield train configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --out runs/movies
+    """
+    from multifield.classifier import MultiFieldClassifier
+    from multifield.config import load_config
+
+    run_config = load_config(config)
+    if out.exists() and not out.is_dir():
+        raise MultifieldError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise MultifieldError(f"{out}: exists and is not empty; pass --overwrite to replace it")
+    classifier = MultiFieldClassifier(run_config).fit(train_file, valid_file, epochs=epochs, console=err_console)
+    classifier.save(out, overwrite=overwrite)
+    err_console.print(f"model bundle written to {out}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`."),
+    data: Path = typer.Option(..., "--data", help="Labelled records: JSONL, CSV or Parquet."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+):
+    """Score a model on labelled records: micro/macro/samples F1, P@1, P@3, hamming loss, per-label table.
+
+    Example: multifield evaluate runs/movies --data data/test.jsonl --json
+    """
+    import multifield.classifier as classifier
+
+    metrics = classifier.load(model_dir).evaluate(data)
+    if as_json:
+        typer.echo(json.dumps(metrics, ensure_ascii=False))
+        return
+    print_metrics(metrics, Console())
+
+
+def print_metrics(metrics: dict, console: Console) -> None:
+    from rich.table import Table
+
+    summary = Table(title=f"{metrics['records']} records", show_header=True)
+    for name in ("micro_f1", "macro_f1", "samples_f1", "precision_at_1", "precision_at_3", "hamming_loss"):
+        summary.add_column(name.replace("_", " "), justify="right")
+    summary.add_row(
+        *(f"{metrics[k]:.4f}" for k in ("micro_f1", "macro_f1", "samples_f1", "precision_at_1", "precision_at_3", "hamming_loss"))
+    )
+    console.print(summary)
+    per_label = Table(title="per label")
+    for name, justify in (("label", "left"), ("support", "right"), ("precision", "right"), ("recall", "right"), ("F1", "right")):
+        per_label.add_column(name, justify=justify)
+    for row in sorted(metrics["per_label"], key=lambda row: -row["support"]):
+        per_label.add_row(row["label"], str(row["support"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}")
+    console.print(per_label)
+
+
+@app.command()
+@user_errors
+def predict(
+    model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`."),
+    input_file: Path = typer.Option(..., "--input", help="Records to classify: JSONL, CSV or Parquet."),
+    output: Path = typer.Option(..., "--output", help="JSONL file to write, one line per input record, same order."),
+    attention: bool = typer.Option(False, "--attention", help="Add each attention field's [word, weight] pairs."),
+):
+    """Predict labels; writes {"id", "labels", "scores"[, "attention"]} per record.
+
+    Example: multifield predict runs/movies --input new.jsonl --output predictions.jsonl --attention
+    """
+    import multifield.classifier as classifier
+    from multifield.data.io import write_jsonl
+
+    rows = classifier.load(model_dir).predict_records(input_file, attention=attention)
+    count = write_jsonl(output, rows)
+    err_console.print(f"{count} predictions written to {output}")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the model, metrics and predictions."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N training movies (quick look)."),
+):
+    """Train the movie-genre model on the bundled movies, evaluate it on the test split, show what it read.
+
+    Example: multifield demo --out runs/demo
+    """
+    from multifield.demo import run_demo
+
+    run_demo(out, epochs=epochs, limit=limit, console=Console())
+
+
+def run():  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

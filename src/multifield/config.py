@@ -1,0 +1,168 @@
+"""The schema of a run: which fields a record has, how each is encoded, the labels, and how to train.
+
+A config is a TOML file read into these pydantic models; an error names the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from multifield.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbeddingsConfig(_Strict):
+    """Pretrained word vectors read from a local file (nothing is downloaded)."""
+
+    path: Path = Field(description="Local vector file (GloVe text, word2vec text).")
+    format: Literal["glove", "word2vec"] = Field("glove", description="File format.")
+    trainable: bool = Field(True, description="Fine-tune the vectors (true) or keep them frozen.")
+
+
+class _FieldBase(_Strict):
+    kind: Literal["text", "items"] = Field(
+        "text", description='"text": a string, tokenized into words; "items": a list, each whole item one token.'
+    )
+    max_tokens: int = Field(128, ge=1, le=100_000, description="Tokens kept per record (the rest is truncated).")
+    vocabulary_size: int = Field(20_000, ge=3, description="Largest vocabulary, special tokens included.")
+    min_count: int = Field(2, ge=1, description="A token must occur this often in training to get an id.")
+    lowercase: bool = Field(True, description="Lowercase (and NFKC-normalise) before tokenizing.")
+    embedding_dim: int = Field(128, ge=1, le=4096, description="Size of the token embedding.")
+    embeddings: EmbeddingsConfig | None = Field(None, description="Pretrained vectors for this field.")
+    embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Spatial dropout on the embedded tokens.")
+    field_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Probability of blanking the whole field of a record during training."
+    )
+    wide: bool = Field(
+        False, description="Also feed the field's bag of tokens to a linear (wide) part trained jointly."
+    )
+
+
+class RNNAttentionFieldConfig(_FieldBase):
+    """Embedding → (Bi)LSTM/GRU → AttentionPooling. Its attention weights are the model's explanation."""
+
+    encoder: Literal["rnn_attention"] = "rnn_attention"
+    units: int = Field(64, ge=1, le=4096, description="Recurrent units per direction.")
+    cell: Literal["lstm", "gru"] = Field("lstm", description="Recurrent cell.")
+    bidirectional: bool = Field(True, description="Read the text in both directions.")
+    num_layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.")
+    attention_units: int | None = Field(None, ge=1, description="Size of the attention projection (default: RNN output size).")
+    heads: int = Field(1, ge=1, le=16, description="Attention heads.")
+    attention_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention weights.")
+    recurrent_input_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the RNN inputs.")
+
+
+class PooledFieldConfig(_FieldBase):
+    """Embedding → masked max/mean pooling: for short fields and lists of items."""
+
+    encoder: Literal["pooled"] = "pooled"
+    pooling: Literal["max", "mean", "max_mean"] = Field("max_mean", description="Masked pooling over tokens.")
+
+
+FieldConfig = Annotated[Union[RNNAttentionFieldConfig, PooledFieldConfig], Field(discriminator="encoder")]
+
+
+class LabelsConfig(_Strict):
+    field: str = Field("labels", min_length=1, description="The record key holding the labels.")
+    delimiter: str = Field("|", min_length=1, description="Separator of labels given as one string.")
+    min_count: int = Field(1, ge=1, description="Labels seen fewer times in training are dropped.")
+
+
+class ScheduleConfig(_Strict):
+    kind: Literal["constant", "exponential", "cosine"] = Field("constant", description="Learning-rate decay.")
+    decay_rate: float = Field(0.5, gt=0.0, le=1.0, description="Exponential decay: factor per decay period.")
+    decay_epochs: float = Field(
+        4.0, gt=0.0, description="Exponential decay: epochs per decay period (the decay-steps multiplier)."
+    )
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warm-up before the decay.")
+    alpha: float = Field(0.0, ge=0.0, le=1.0, description="Cosine: final learning rate as a fraction of the first.")
+
+
+class TrainingConfig(_Strict):
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Initial learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (adamw) or L2 factor.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd, rmsprop).")
+    clipnorm: float | None = Field(1.0, gt=0.0, description="Clip each gradient to this norm.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    batch_size: int = Field(64, ge=1, le=65_536, description="Records per step.")
+    max_epochs: int = Field(20, ge=1, le=10_000, description="Upper bound on epochs (early stopping may end sooner).")
+    patience: int = Field(3, ge=0, description="Epochs without a better validation micro-F1 before stopping.")
+    hidden_units: int = Field(256, ge=0, description="Size of the Dense layer after concatenation (0: none).")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")
+    validation_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of the training file kept for validation when --valid is not given."
+    )
+    thresholds: Literal["per_label", "global"] = Field(
+        "per_label", description="Decision thresholds tuned on validation: one per label, or one for all."
+    )
+    min_labels: int = Field(
+        1, ge=0, description="Always predict at least this many labels (the best-scored ones)."
+    )
+    seed: int = Field(42, description="Seed for weights, shuffling and splitting.")
+
+
+class Config(_Strict):
+    name: str = Field("model", min_length=1, description="Name of the run.")
+    id_field: str = Field("id", min_length=1, description="The record key holding a unique id.")
+    fields: dict[str, FieldConfig] = Field(description="Input fields, in order, with their encoders.")
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> "Config":
+        if not self.fields:
+            raise ValueError("at least one field is needed under [fields]")
+        for name in self.fields:
+            if name in (self.labels.field, self.id_field):
+                raise ValueError(f"field {name!r} is also the id or label key")
+        return self
+
+    def attention_fields(self) -> list[str]:
+        return [name for name, field in self.fields.items() if field.encoder == "rnn_attention"]
+
+    def to_toml_dict(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _location(loc: tuple) -> str:
+    # The discriminator tag of the field union ('rnn_attention') is pydantic's, not the user's key.
+    parts = [str(part) for part in loc if part not in ("rnn_attention", "pooled")]
+    return ".".join(parts) or "(top level)"
+
+
+def config_from_dict(data: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        raise ConfigError(f"{source}: key {_location(first['loc'])}: {first['msg']}{more}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    config = config_from_dict(data, source=str(path))
+    # Relative paths in the config (pretrained vectors) are relative to the config file.
+    for field in config.fields.values():
+        if field.embeddings is not None and not field.embeddings.path.is_absolute():
+            field.embeddings.path = (path.parent / field.embeddings.path).resolve()
+    return config

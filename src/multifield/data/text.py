@@ -1,0 +1,137 @@
+"""Per-field tokenizers (Hugging Face ``tokenizers``, word level), fitted on training data and saved as JSON.
+
+A ``text`` field is split into words and punctuation; an ``items`` field (actors, keywords) keeps each whole
+item as one token. Id 0 is padding and id 1 stands for a token outside the vocabulary. Rows are right-padded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+PAD, UNKNOWN = "[PAD]", "[UNK]"
+
+
+def as_text(value, delimiter: str = " ") -> str:
+    """A text field's value as one string; missing means empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if all(isinstance(item, str) for item in value):
+            return delimiter.join(value)
+        raise ValueError("expected a string or a list of strings")
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+def as_items(value, delimiter: str = "|") -> list[str]:
+    """An items field's value as a list of strings: a list, a JSON-array string or a delimited string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, list):
+                return as_items(parsed, delimiter)
+        return [part.strip() for part in text.split(delimiter) if part.strip()]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"expected a list of strings, found {type(item).__name__} {item!r}")
+            if item.strip():
+                items.append(item.strip())
+        return items
+    raise ValueError(f"expected a list of strings, got {type(value).__name__}")
+
+
+class FieldTokenizer:
+    """A word-level tokenizer for one field, turning its values into right-padded id rows."""
+
+    def __init__(self, tokenizer: Tokenizer, kind: str, max_tokens: int):
+        if kind not in ("text", "items"):
+            raise ValueError(f"kind must be 'text' or 'items', got {kind!r}")
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.max_tokens = max_tokens
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_tokens)
+
+    @staticmethod
+    def _blank(kind: str, lowercase: bool) -> Tokenizer:
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+        steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tokenizer.normalizer = normalizers.Sequence(steps)
+        if kind == "text":
+            tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        return tokenizer
+
+    @classmethod
+    def fit(
+        cls,
+        values: Iterable,
+        kind: str = "text",
+        max_tokens: int = 128,
+        vocabulary_size: int = 20_000,
+        min_count: int = 2,
+        lowercase: bool = True,
+    ) -> "FieldTokenizer":
+        tokenizer = cls._blank(kind, lowercase)
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocabulary_size, min_frequency=min_count, special_tokens=[PAD, UNKNOWN], show_progress=False
+        )
+        # Items are whole tokens: without a pre-tokenizer each string given to the trainer is one word.
+        tokenizer.train_from_iterator((value for value in values if value), trainer)
+        return cls(tokenizer, kind, max_tokens)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def vocabulary(self) -> list[str]:
+        """Tokens in id order (index 0 is padding)."""
+        vocabulary = self.tokenizer.get_vocab()
+        ordered = [""] * len(vocabulary)
+        for token, index in vocabulary.items():
+            ordered[index] = token
+        return ordered
+
+    def _encode_batch(self, values: Sequence):
+        if self.kind == "text":
+            return self.tokenizer.encode_batch(list(values))
+        return self.tokenizer.encode_batch([list(items) for items in values], is_pretokenized=True)
+
+    def encode(self, values: Sequence, length: int | None = None) -> np.ndarray:
+        """``(len(values), length or max_tokens)`` int32 ids, right-padded with 0."""
+        length = length or self.max_tokens
+        ids = np.zeros((len(values), length), dtype=np.int32)
+        for row, encoding in enumerate(self._encode_batch(values)):
+            tokens = encoding.ids[:length]
+            ids[row, : len(tokens)] = tokens
+        return ids
+
+    def encode_with_words(self, value) -> tuple[list[int], list[str]]:
+        """Ids of one value and, for each id, the word as the user wrote it (for explanations)."""
+        encoding = self._encode_batch([value])[0]
+        if self.kind == "text":
+            words = [value[start:end] for start, end in encoding.offsets]
+        else:
+            words = [value[index] for index in encoding.word_ids]
+        return list(encoding.ids), words
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "max_tokens": self.max_tokens, "tokenizer": json.loads(self.tokenizer.to_str())})
+
+    @classmethod
+    def from_json(cls, text: str) -> "FieldTokenizer":
+        data = json.loads(text)
+        return cls(Tokenizer.from_str(json.dumps(data["tokenizer"])), data["kind"], int(data["max_tokens"]))

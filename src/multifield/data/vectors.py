@@ -1,0 +1,67 @@
+"""Pretrained word vectors from a local file (GloVe or word2vec text), aligned to a field's vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from multifield.errors import DataError
+
+
+def read_vectors(path: Path, file_format: str, wanted: set[str], lowercase: bool) -> tuple[dict[str, np.ndarray], int]:
+    """The vectors of the wanted tokens (after lowercasing when the field is lowercased), and the size."""
+    found: dict[str, np.ndarray] = {}
+    dimension = None
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise DataError(f"cannot open the vector file ({error.strerror})", path) from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.rstrip().split(" ")
+            if number == 1 and file_format == "word2vec" and len(parts) == 2:
+                continue  # the "<count> <dimension>" header
+            if len(parts) < 2:
+                continue
+            if dimension is None:
+                dimension = len(parts) - 1
+            elif len(parts) - 1 != dimension:
+                raise DataError(f"expected {dimension} numbers after the word, found {len(parts) - 1}", path, number)
+            token = parts[0].lower() if lowercase else parts[0]
+            if token in wanted and token not in found:
+                try:
+                    found[token] = np.asarray(parts[1:], dtype=np.float32)
+                except ValueError:
+                    raise DataError("a vector holds something that is not a number", path, number) from None
+    if dimension is None:
+        raise DataError("the vector file holds no vectors", path)
+    return found, dimension
+
+
+def embedding_matrices(config, encoder, console=None) -> dict[str, np.ndarray]:
+    """For each field with ``embeddings``, a ``(vocabulary, embedding_dim)`` matrix: pretrained rows where the
+    file has the token, small random rows elsewhere, zeros for padding."""
+    matrices = {}
+    rng = np.random.default_rng(config.training.seed)
+    for name, field in config.fields.items():
+        if field.embeddings is None:
+            continue
+        vocabulary = encoder.tokenizers[name].vocabulary()
+        vectors, dimension = read_vectors(field.embeddings.path, field.embeddings.format, set(vocabulary), field.lowercase)
+        if dimension != field.embedding_dim:
+            raise DataError(
+                f"vectors have {dimension} dimensions but fields.{name}.embedding_dim is {field.embedding_dim}",
+                field.embeddings.path,
+            )
+        scale = float(np.std(np.stack(list(vectors.values())))) if vectors else 0.05
+        matrix = rng.normal(0.0, scale, size=(len(vocabulary), dimension)).astype(np.float32)
+        matrix[0] = 0.0
+        for index, token in enumerate(vocabulary):
+            if token in vectors:
+                matrix[index] = vectors[token]
+        matrices[name] = matrix
+        if console is not None:
+            covered = sum(token in vectors for token in vocabulary[2:])
+            console.print(f"{name}: pretrained vectors for {covered} of {len(vocabulary) - 2} tokens")
+    return matrices

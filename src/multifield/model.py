@@ -1,0 +1,103 @@
+"""Builds the multi-input Keras model of a config, which returns its attention weights beside the scores.
+
+One integer input per field → its embedding (id 0 is padding, masked all the way) → its encoder
+(``rnn_attention``: RecurrentAttentionEncoder, ``pooled``: masked max/mean pooling) → concatenation →
+Dropout → Dense → Dropout → one sigmoid per label. Fields marked ``wide`` also feed their bag of tokens
+to a linear part whose logits are added to the deep part's ("wide & deep").
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from multifield.config import Config, PooledFieldConfig, RNNAttentionFieldConfig
+from multifield.layers import FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
+
+__all__ = ["attention_output", "build_model", "scores_model"]
+
+
+def _encoder(name: str, field) -> keras.layers.Layer:
+    if isinstance(field, RNNAttentionFieldConfig):
+        return RecurrentAttentionEncoder(
+            units=field.units,
+            cell=field.cell,
+            bidirectional=field.bidirectional,
+            num_layers=field.num_layers,
+            attention_units=field.attention_units,
+            heads=field.heads,
+            attention_dropout=field.attention_dropout,
+            dropout=field.recurrent_input_dropout,
+            name=f"{name}_encoder",
+        )
+    if isinstance(field, PooledFieldConfig):
+        return MaskedGlobalPooling(mode=field.pooling, name=f"{name}_encoder")
+    raise ValueError(f"no encoder for field {name!r} of type {type(field).__name__}")
+
+
+def attention_output(name: str) -> str:
+    return f"{name}_attention"
+
+
+def build_model(
+    config: Config,
+    vocabulary_sizes: dict[str, int],
+    num_labels: int,
+    embedding_matrices: dict[str, np.ndarray] | None = None,
+) -> keras.Model:
+    """The full model: a dict of ``(batch, time)`` int32 id arrays in; out, a dict holding ``"scores"``
+    ``(batch, num_labels)`` and, for each attention field, ``"<field>_attention"`` ``(batch, [heads,] time)``.
+
+    Each encoder is called once, returning its attention weights too: Keras cannot reconnect a second
+    call of a layer to a graph that was built without it. Train and predict with ``scores_model``.
+    """
+    embedding_matrices = embedding_matrices or {}
+    training = config.training
+    inputs, deep_parts, wide_parts, attention = {}, [], [], {}
+    for name, field in config.fields.items():
+        ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
+        if field.field_dropout > 0:
+            ids = FieldDropout(field.field_dropout, seed=training.seed, name=f"{name}_field_dropout")(ids)
+        matrix = embedding_matrices.get(name)
+        embedding = keras.layers.Embedding(
+            vocabulary_sizes[name],
+            field.embedding_dim,
+            mask_zero=True,
+            embeddings_initializer=keras.initializers.Constant(matrix) if matrix is not None else "uniform",
+            trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
+            name=f"{name}_embedding",
+        )
+        tokens = embedding(ids)
+        if field.embedding_dropout > 0:
+            tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+        if field.encoder == "rnn_attention":
+            context, attention[attention_output(name)] = _encoder(name, field)(tokens, return_attention_scores=True)
+        else:
+            context = _encoder(name, field)(tokens)
+        deep_parts.append(context)
+        if field.wide:
+            # A linear model over the field's bag of tokens: one weight per (token, label), averaged over tokens.
+            wide_tokens = keras.layers.Embedding(
+                vocabulary_sizes[name], num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
+            )(ids)
+            wide_parts.append(MaskedGlobalPooling(mode="mean", name=f"{name}_wide_pooling")(wide_tokens))
+
+    features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
+    features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)
+    if training.hidden_units > 0:
+        features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
+        features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
+    logits = keras.layers.Dense(num_labels, name="deep_logits")(features)
+    if wide_parts:
+        logits = keras.layers.Add(name="logits")([logits, *wide_parts])
+    scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
+    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config))
+
+
+def scores_model(model: keras.Model) -> keras.Model:
+    """The part of a full model that computes the scores alone (sharing its weights)."""
+    return keras.Model(inputs=model.input, outputs=model.output["scores"], name=f"{model.name}_scores")
+
+
+def _model_name(config: Config) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in config.name) or "multifield"

@@ -1,0 +1,178 @@
+"""The pieces of a training run: optimizer and learning-rate schedule, validation micro-F1 with early
+stopping and best weights restored, a rich progress display, and the learning-curve plot."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import keras
+import numpy as np
+from sklearn.metrics import f1_score
+
+from multifield.config import TrainingConfig
+from multifield.thresholds import best_global_threshold
+
+
+def learning_rate_schedule(training: TrainingConfig, steps_per_epoch: int):
+    schedule = training.schedule
+    if schedule.kind == "constant":
+        return training.learning_rate
+    if schedule.kind == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            training.learning_rate,
+            decay_steps=max(1, round(schedule.decay_epochs * steps_per_epoch)),
+            decay_rate=schedule.decay_rate,
+        )
+    warmup_steps = round(schedule.warmup_epochs * steps_per_epoch)
+    total_steps = max(1, training.max_epochs * steps_per_epoch - warmup_steps)
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=total_steps,
+            alpha=schedule.alpha,
+            warmup_target=training.learning_rate,
+            warmup_steps=warmup_steps,
+        )
+    return keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=total_steps, alpha=schedule.alpha)
+
+
+def make_optimizer(training: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    learning_rate = learning_rate_schedule(training, steps_per_epoch)
+    common = {"learning_rate": learning_rate, "clipnorm": training.clipnorm}
+    if training.weight_decay > 0:
+        common["weight_decay"] = training.weight_decay
+    if training.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if training.optimizer == "adamw":
+        common.setdefault("weight_decay", 0.004)
+        return keras.optimizers.AdamW(**common)
+    if training.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=training.momentum, nesterov=True, **common)
+    return keras.optimizers.RMSprop(momentum=training.momentum, **common)
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class ValidationMonitor(keras.callbacks.Callback):
+    """After each epoch: validation micro-F1 (at its best single threshold) and the learning rate go into
+    the logs; the best weights are kept; training stops after ``patience`` epochs without improvement."""
+
+    def __init__(self, x_valid, y_valid, patience: int | None, min_labels: int = 0, batch_size: int = 256):
+        super().__init__()
+        self.x_valid, self.y_valid = x_valid, y_valid
+        self.patience = patience
+        self.min_labels = min_labels
+        self.batch_size = batch_size
+        self.history: dict[str, list[float]] = {}
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.best_weights = None
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        scores = self.model.predict(self.x_valid, batch_size=self.batch_size, verbose=0)
+        threshold, micro_f1 = best_global_threshold(self.y_valid, scores, self.min_labels)
+        logs["val_micro_f1"] = micro_f1
+        logs["val_threshold"] = threshold
+        logs["val_loss"] = float(keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(self.y_valid, scores)).mean())
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        logs["seconds"] = time.perf_counter() - self._epoch_started
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        if micro_f1 > self.best_score:
+            self.best_score, self.best_epoch = micro_f1, epoch
+            self.best_weights = self.model.get_weights()
+        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class RichProgress(keras.callbacks.Callback):
+    """A progress bar per epoch, and one line per finished epoch with loss, validation micro-F1 and rate."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, console=None):
+        super().__init__()
+        from rich.console import Console
+
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.console = console or Console(stderr=True)
+        self.progress = None
+        self.task = None
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.task = self.progress.add_task("train", total=self.steps_per_epoch, epoch=f"{epoch + 1}/{self.epochs}", loss=0.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.update(self.task, advance=1, loss=float((logs or {}).get("loss", 0.0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.progress.remove_task(self.task)
+        self.console.print(
+            f"epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}"
+            f"  val_loss {logs.get('val_loss', float('nan')):.4f}"
+            f"  val micro-F1 {logs.get('val_micro_f1', float('nan')):.4f}"
+            f"  lr {logs.get('learning_rate', float('nan')):.2e}  {logs.get('seconds', 0.0):.1f}s"
+        )
+
+    def on_train_end(self, logs=None):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(f1_score(y_true, y_pred, average="micro", zero_division=0))
+
+
+def learning_curves_png(history: dict[str, list[float]]) -> bytes:
+    """Loss, validation micro-F1 and learning rate per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, label in (("loss", "train"), ("val_loss", "validation")):
+        if key in history:
+            axes[0].plot(epochs, history[key], marker="o", label=label)
+    axes[0].set(title="binary cross-entropy", xlabel="epoch")
+    axes[0].legend()
+    if "val_micro_f1" in history:
+        axes[1].plot(epochs, history["val_micro_f1"], marker="o", color="tab:green")
+    axes[1].set(title="validation micro-F1", xlabel="epoch")
+    if "learning_rate" in history:
+        axes[2].plot(epochs, history["learning_rate"], marker="o", color="tab:purple")
+    axes[2].set(title="learning rate", xlabel="epoch")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,113 @@
+"""Shared fixtures: small slices of the bundled movies, a small config, and one model trained per session."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL_CONFIG = """
+name = "small-movies"
+
+[labels]
+field = "genres"
+
+[fields.actors]
+kind = "items"
+encoder = "pooled"
+max_tokens = 6
+min_count = 1
+embedding_dim = 8
+
+[fields.plot]
+kind = "text"
+encoder = "rnn_attention"
+max_tokens = 40
+min_count = 1
+embedding_dim = 16
+units = 8
+
+[fields.features]
+kind = "items"
+encoder = "pooled"
+max_tokens = 6
+min_count = 1
+embedding_dim = 8
+wide = true
+field_dropout = 0.2
+
+[fields.reviews]
+kind = "text"
+encoder = "rnn_attention"
+cell = "gru"
+max_tokens = 16
+min_count = 1
+embedding_dim = 8
+units = 4
+
+[fields.title]
+kind = "text"
+encoder = "pooled"
+pooling = "max"
+max_tokens = 8
+min_count = 1
+embedding_dim = 8
+
+[training]
+batch_size = 32
+max_epochs = 2
+patience = 1
+hidden_units = 16
+seed = 7
+"""
+
+
+def bundled_movies(limit: int) -> list[dict]:
+    records = []
+    with gzip.open(REPO / "data" / "tmdb10k.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            records.append(json.loads(line))
+            if len(records) == limit:
+                break
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def movie_files(tmp_path_factory) -> dict[str, Path]:
+    """300 training, 100 validation and 100 test movies from the bundled data, as JSONL files."""
+    folder = tmp_path_factory.mktemp("movies")
+    records = bundled_movies(500)
+    return {
+        "train": write_jsonl(folder / "train.jsonl", records[:300]),
+        "valid": write_jsonl(folder / "valid.jsonl", records[300:400]),
+        "test": write_jsonl(folder / "test.jsonl", records[400:500]),
+    }
+
+
+@pytest.fixture(scope="session")
+def small_config_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "small.toml"
+    path.write_text(SMALL_CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory, movie_files, small_config_path) -> Path:
+    """A small model trained once for the session (2 epochs on 300 movies) and saved as a bundle."""
+    from multifield import MultiFieldClassifier
+
+    out = tmp_path_factory.mktemp("bundle") / "model"
+    MultiFieldClassifier(small_config_path).fit(movie_files["train"], movie_files["valid"], verbose=False).save(out)
+    return out

@@ -1,0 +1,98 @@
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from multifield.data.io import read_table, write_jsonl
+from multifield.errors import DataError
+
+RECORDS = [
+    {"id": "a", "plot": "A heist.", "actors": ["X", "Y"], "genres": ["Crime"]},
+    {"id": "b", "plot": "", "actors": [], "genres": "Drama|War"},
+]
+
+
+def test_jsonl_keeps_line_numbers_and_skips_blank_lines(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(RECORDS[0]) + "\n\n" + json.dumps(RECORDS[1]) + "\n")
+    table = read_table(path)
+    assert [r["id"] for r in table.records] == ["a", "b"]
+    assert table.lines == [1, 3]
+
+
+def test_gzipped_jsonl(tmp_path):
+    path = tmp_path / "r.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in RECORDS))
+    assert len(read_table(path)) == 2
+
+
+def test_bad_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(RECORDS[0]) + "\n{not json\n")
+    with pytest.raises(DataError) as error:
+        read_table(path)
+    assert str(path) in str(error.value) and "line 2" in str(error.value)
+
+
+def test_non_object_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("[1, 2]\n")
+    with pytest.raises(DataError, match="line 1: expected a JSON object"):
+        read_table(path)
+
+
+def test_non_utf8(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "\xff\xfe"}\n')
+    with pytest.raises(DataError, match="line 2: not UTF-8"):
+        read_table(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("")
+    with pytest.raises(DataError, match="holds no records"):
+        read_table(path)
+
+
+def test_csv_and_parquet_read_the_same_records(tmp_path):
+    frame = pd.DataFrame(
+        {"id": ["a", "b"], "plot": ["A heist.", ""], "genres": ['["Crime"]', "Drama|War"]}
+    )
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    frame.to_parquet(tmp_path / "r.parquet")
+    csv_table, parquet_table = read_table(tmp_path / "r.csv"), read_table(tmp_path / "r.parquet")
+    assert csv_table.records == parquet_table.records
+    assert csv_table.lines == [2, 3]
+
+
+def test_csv_with_a_bad_row(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("id,plot\na,one\nb,two,three\n")
+    with pytest.raises(DataError, match="not valid CSV"):
+        read_table(path)
+
+
+def test_unknown_suffix_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match="unknown file type"):
+        read_table(tmp_path / "r.xlsx")
+    with pytest.raises(DataError, match="no such file"):
+        read_table(tmp_path / "r.jsonl")
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("old\n")
+
+    def rows():
+        yield {"id": 1}
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert path.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [path]
+    assert write_jsonl(path, [{"id": 1}, {"id": 2}]) == 2
+    assert path.read_text().splitlines() == ['{"id": 1}', '{"id": 2}']

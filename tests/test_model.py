@@ -1,0 +1,47 @@
+import numpy as np
+
+from multifield.config import config_from_dict
+from multifield.model import attention_output, build_model, scores_model
+
+CONFIG = {
+    "labels": {"field": "genres"},
+    "fields": {
+        "plot": {"encoder": "rnn_attention", "embedding_dim": 8, "units": 4, "field_dropout": 0.5},
+        "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "wide": True},
+    },
+    "training": {"hidden_units": 8},
+}
+
+
+def test_outputs_and_empty_fields_give_no_nan():
+    config = config_from_dict(CONFIG)
+    model = build_model(config, {"plot": 30, "actors": 10}, num_labels=3)
+    inputs = {
+        "plot": np.array([[5, 6, 7, 0, 0], [0, 0, 0, 0, 0]], dtype=np.int32),
+        "actors": np.array([[0, 0], [3, 0]], dtype=np.int32),
+    }
+    outputs = model(inputs)
+    scores = np.asarray(outputs["scores"])
+    weights = np.asarray(outputs[attention_output("plot")])
+    assert scores.shape == (2, 3) and np.isfinite(scores).all()
+    np.testing.assert_allclose(weights[0, :3].sum(), 1.0, rtol=1e-5)
+    assert (weights[0, 3:] == 0).all() and (weights[1] == 0).all()
+    np.testing.assert_allclose(np.asarray(scores_model(model)(inputs)), scores, rtol=1e-6)
+
+
+def test_padding_does_not_change_the_scores():
+    config = config_from_dict(CONFIG)
+    model = scores_model(build_model(config, {"plot": 30, "actors": 10}, num_labels=3))
+    short = {"plot": np.array([[5, 6, 7]], dtype=np.int32), "actors": np.array([[3]], dtype=np.int32)}
+    padded = {"plot": np.array([[5, 6, 7, 0, 0, 0, 0]], dtype=np.int32), "actors": np.array([[3, 0, 0]], dtype=np.int32)}
+    np.testing.assert_allclose(np.asarray(model(short)), np.asarray(model(padded)), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_is_wired_into_the_graph():
+    config = config_from_dict({**CONFIG, "training": {"hidden_units": 8, "dropout": 0.5}})
+    model = scores_model(build_model(config, {"plot": 30, "actors": 10}, num_labels=3))
+    inputs = {"plot": np.array([[5, 6, 7]] * 4, dtype=np.int32), "actors": np.array([[3]] * 4, dtype=np.int32)}
+    assert not np.allclose(np.asarray(model(inputs, training=True)), np.asarray(model(inputs, training=True)))
+    np.testing.assert_allclose(np.asarray(model(inputs)), np.asarray(model(inputs)))
+    names = [layer.name for layer in model.layers]
+    assert "features_dropout" in names and "hidden_dropout" in names
