@@ -65,6 +65,7 @@ class MultiFieldClassifier:
         hash split of ``train``. ``epochs`` trains exactly that many epochs, without early stopping."""
         import keras
 
+        from multifield.data.batches import BucketedBatches
         from multifield.data.vectors import embedding_matrices
         from multifield.model import build_model, scores_model
         from multifield.training import (
@@ -122,18 +123,14 @@ class MultiFieldClassifier:
         )
         total_epochs = epochs or training.max_epochs
         monitor = ValidationMonitor(
-            x_valid, y_valid, patience=None if epochs else training.patience, min_labels=training.min_labels
+            lambda: self._scores(x_valid, model),
+            y_valid,
+            patience=None if epochs else training.patience,
+            min_labels=training.min_labels,
         )
         callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=training.batch_size,
-            epochs=total_epochs,
-            shuffle=True,
-            verbose=0,
-            callbacks=callbacks,
-        )
+        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=training.seed)
+        model.fit(batches, epochs=total_epochs, verbose=0, callbacks=callbacks)
         self.model_ = full_model
         self._scores_model_ = model
         valid_scores = self._scores(x_valid)
@@ -169,12 +166,21 @@ class MultiFieldClassifier:
         if not hasattr(self, "model_"):
             raise MultifieldError("this classifier is not fitted yet: call fit() or multifield.load()")
 
-    def _scores(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        if getattr(self, "_scores_model_", None) is None:
-            from multifield.model import scores_model
+    def _scores(self, inputs: dict[str, np.ndarray], model=None) -> np.ndarray:
+        if model is None:
+            if getattr(self, "_scores_model_", None) is None:
+                from multifield.model import scores_model
 
-            self._scores_model_ = scores_model(self.model_)
-        return np.asarray(self._scores_model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0), dtype=np.float32)
+                self._scores_model_ = scores_model(self.model_)
+            model = self._scores_model_
+        return np.asarray(self._predict(model, inputs), dtype=np.float32)
+
+    def _predict(self, model, inputs: dict[str, np.ndarray]):
+        from multifield.data.batches import predict_in_buckets
+
+        return predict_in_buckets(
+            lambda batch: _to_numpy(model.predict_on_batch(batch)), inputs, PREDICT_BATCH_SIZE, sort_field(self.config_)
+        )
 
     def predict_proba(self, data) -> np.ndarray:
         """``(records, labels)`` probabilities, columns in the order of ``labels_``."""
@@ -195,7 +201,7 @@ class MultiFieldClassifier:
         if attention:
             from multifield.model import attention_output
 
-            outputs = self.model_.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+            outputs = self._predict(self.model_, inputs)
             scores = np.asarray(outputs["scores"], dtype=np.float32)
         else:
             scores = self._scores(inputs)
@@ -266,6 +272,18 @@ def load(directory) -> MultiFieldClassifier:
     classifier.metrics_ = bundle.metrics
     classifier.history_ = bundle.history
     return classifier
+
+
+def sort_field(config: Config) -> str | None:
+    """The attention field with the most tokens: batches are grouped by its length."""
+    fields = config.attention_fields()
+    return max(fields, key=lambda name: config.fields[name].max_tokens) if fields else None
+
+
+def _to_numpy(value):
+    if isinstance(value, dict):
+        return {key: np.asarray(item) for key, item in value.items()}
+    return np.asarray(value)
 
 
 def _check_unique(ids: list, table: Table) -> None:

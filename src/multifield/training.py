@@ -58,15 +58,15 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
 
 
 class ValidationMonitor(keras.callbacks.Callback):
-    """After each epoch: validation micro-F1 (at its best single threshold) and the learning rate go into
+    """After each epoch (``validation_scores()`` giving the model's scores on the validation records):
+    validation micro-F1 (at its best single threshold) and the learning rate go into
     the logs; the best weights are kept; training stops after ``patience`` epochs without improvement."""
 
-    def __init__(self, x_valid, y_valid, patience: int | None, min_labels: int = 0, batch_size: int = 256):
+    def __init__(self, validation_scores, y_valid, patience: int | None, min_labels: int = 0):
         super().__init__()
-        self.x_valid, self.y_valid = x_valid, y_valid
+        self.validation_scores, self.y_valid = validation_scores, y_valid
         self.patience = patience
         self.min_labels = min_labels
-        self.batch_size = batch_size
         self.history: dict[str, list[float]] = {}
         self.best_score = -math.inf
         self.best_epoch = -1
@@ -78,7 +78,7 @@ class ValidationMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        scores = self.model.predict(self.x_valid, batch_size=self.batch_size, verbose=0)
+        scores = self.validation_scores()
         threshold, micro_f1 = best_global_threshold(self.y_valid, scores, self.min_labels)
         logs["val_micro_f1"] = micro_f1
         logs["val_threshold"] = threshold

@@ -1,0 +1,100 @@
+"""Length-bucketed batches: records of similar length share a batch, which is cut to its longest record.
+
+A recurrent encoder's cost grows with the padded length, and most plots are far shorter than the
+longest one. Each batch is trimmed to the length of its longest record, rounded up to one of at most
+five widths per field (``width_step``) so that XLA compiles only a handful of shapes. Rows stay
+right-padded.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def row_lengths(ids: np.ndarray) -> np.ndarray:
+    """Number of tokens of each right-padded row (the position after its last non-zero id)."""
+    nonzero = ids != 0
+    return np.where(nonzero.any(axis=1), ids.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+
+
+def width_step(max_tokens: int) -> int:
+    """Widths are multiples of this: at least 16, and at most five of them up to ``max_tokens``."""
+    return max(16, -(-max_tokens // 40) * 8)
+
+
+def trimmed(ids: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    step = width_step(ids.shape[1])
+    longest = int(lengths[rows].max()) if len(rows) else 0
+    width = min(ids.shape[1], max(step, -(-longest // step) * step))
+    return ids[rows, :width]
+
+
+def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 50) -> list[np.ndarray]:
+    """Batches of indices: shuffled, then sorted by length within windows of ``window`` batches, and
+    the batches themselves shuffled, so that each epoch sees a new order."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * window
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+class BucketedBatches(keras.utils.PyDataset):
+    """Training batches of ``(inputs dict, labels)`` grouped by the length of the ``sort_by`` field."""
+
+    def __init__(
+        self,
+        inputs: dict[str, np.ndarray],
+        labels: np.ndarray,
+        batch_size: int,
+        sort_by: str | None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.inputs, self.labels = inputs, labels
+        self.batch_size = batch_size
+        self.lengths = {name: row_lengths(ids) for name, ids in inputs.items()}
+        self.sort_lengths = self.lengths[sort_by] if sort_by else np.zeros(len(labels), dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+        self.batches = bucketed_order(self.sort_lengths, batch_size, self.rng)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.batches[index])
+        x = {name: trimmed(ids, rows, self.lengths[name]) for name, ids in self.inputs.items()}
+        return x, self.labels[rows]
+
+    def on_epoch_end(self):
+        self.batches = bucketed_order(self.sort_lengths, self.batch_size, self.rng)
+
+
+def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int, sort_by: str | None):
+    """Apply ``function`` (dict of id arrays → array or dict of arrays) batch by batch, records sorted by
+    length so that short records are not padded to the longest; results come back in input order."""
+    count = len(next(iter(inputs.values())))
+    lengths = {name: row_lengths(ids) for name, ids in inputs.items()}
+    order = np.argsort(lengths[sort_by], kind="stable") if sort_by else np.arange(count)
+    pieces = []
+    for start in range(0, count, batch_size):
+        rows = order[start : start + batch_size]
+        pieces.append(function({name: trimmed(ids, rows, lengths[name]) for name, ids in inputs.items()}))
+    inverse = np.empty(count, dtype=np.int64)
+    inverse[order] = np.arange(count)
+    return _concatenate(pieces, inverse)
+
+
+def _concatenate(pieces, inverse):
+    if isinstance(pieces[0], dict):
+        return {key: _concatenate([piece[key] for piece in pieces], inverse) for key in pieces[0]}
+    widths = {piece.shape[-1] for piece in pieces}
+    if len(widths) > 1:  # attention weights of batches trimmed to different lengths: pad with zeros
+        width = max(widths)
+        pieces = [np.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, width - p.shape[-1])]) for p in pieces]
+    return np.concatenate(pieces, axis=0)[inverse]

@@ -1,0 +1,49 @@
+import numpy as np
+
+from multifield.data.batches import BucketedBatches, bucketed_order, predict_in_buckets, row_lengths, width_step
+
+
+def test_row_lengths_of_right_padded_rows():
+    ids = np.array([[3, 4, 0, 0], [0, 0, 0, 0], [5, 6, 7, 8], [9, 0, 0, 0]])
+    assert row_lengths(ids).tolist() == [2, 0, 4, 1]
+
+
+def test_every_record_once_per_epoch_and_batches_share_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 160, size=1000)
+    batches = bucketed_order(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 30  # random batches of 32 would spread over about 150
+
+
+def test_batches_are_trimmed_to_a_few_widths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 161, size=600)
+    plot = np.zeros((600, 160), dtype=np.int32)
+    for row, length in enumerate(lengths):
+        plot[row, :length] = rng.integers(2, 50, size=length)
+    labels = rng.integers(0, 2, size=(600, 3)).astype(np.float32)
+    batches = BucketedBatches({"plot": plot, "title": plot[:, :8]}, labels, 32, "plot", seed=3)
+    widths = set()
+    for index in range(len(batches)):
+        x, y = batches[index]
+        widths.add(x["plot"].shape[1])
+        assert x["title"].shape[1] == 8
+        assert (row_lengths(x["plot"]) <= x["plot"].shape[1]).all()
+        assert len(y) == len(x["plot"])
+    assert widths <= {32, 64, 96, 128, 160} and width_step(160) == 32
+
+
+def test_predict_in_buckets_returns_input_order():
+    rng = np.random.default_rng(0)
+    ids = np.zeros((50, 40), dtype=np.int32)
+    for row in range(50):
+        ids[row, : rng.integers(0, 41)] = row + 1
+
+    def function(batch):  # first id of each row, and the batch's width
+        return {"first": batch["plot"][:, :1].astype(np.float32), "width": np.full((len(batch["plot"]), 1), batch["plot"].shape[1])}
+
+    result = predict_in_buckets(function, {"plot": ids}, 8, "plot")
+    np.testing.assert_array_equal(result["first"][:, 0], ids[:, 0])
+    assert result["width"].max() <= 40 and result["width"].min() >= 16
