@@ -159,3 +159,20 @@ def test_saving_over_a_bundle_needs_overwrite(classifier, tmp_path):
     classifier.save(target, overwrite=True)
     assert multifield.load(target).labels_ == classifier.labels_
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directories left behind
+
+
+def test_an_ensemble_is_one_bundle_with_averaged_attention(small_config_path, movie_files, tmp_path):
+    from multifield.config import load_config
+
+    config = load_config(small_config_path)
+    config.training.ensemble = 2
+    classifier = multifield.MultiFieldClassifier(config).fit(movie_files["train"], movie_files["valid"], epochs=1, verbose=False)
+    assert len(classifier.metrics_["best_epochs"]) == 2 and len(classifier.history_["members"]) == 2
+    classifier.save(tmp_path / "ensemble")
+    loaded = multifield.load(tmp_path / "ensemble")
+    np.testing.assert_allclose(loaded.predict_proba(movie_files["test"]), classifier.predict_proba(movie_files["test"]), rtol=1e-6, atol=1e-7)
+    rows = loaded.predict_records(movie_files["test"], attention=True)
+    for row in rows[:20]:
+        pairs = row["attention"]["plot"]
+        if pairs:
+            assert sum(weight for _, weight in pairs) == pytest.approx(1.0, abs=1e-4)

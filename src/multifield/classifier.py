@@ -67,13 +67,8 @@ class MultiFieldClassifier:
 
         from multifield.data.batches import BucketedBatches
         from multifield.data.vectors import embedding_matrices
-        from multifield.model import build_model, scores_model
-        from multifield.training import (
-            RichProgress,
-            ValidationMonitor,
-            learning_curves_png,
-            make_optimizer,
-        )
+        from multifield.model import ensemble_model
+        from multifield.training import learning_curves_png
 
         config = self.config_ = _resolve_config(self.config)
         training = config.training
@@ -109,12 +104,61 @@ class MultiFieldClassifier:
             + ", ".join(f"{name}: {tok.vocabulary_size} tokens" for name, tok in encoder.tokenizers.items())
         )
 
-        steps_per_epoch = max(1, -(-len(train_table) // training.batch_size))
+        matrices = embedding_matrices(config, encoder, console)
+        members, histories, best_epochs = [], [], []
+        for member in range(training.ensemble):
+            if training.ensemble > 1:
+                console.print(f"ensemble member {member + 1} of {training.ensemble}")
+            full_model, history, best_epoch = self._train_member(
+                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console
+            )
+            members.append(full_model)
+            histories.append(history)
+            best_epochs.append(best_epoch)
+        self.model_ = members[0] if len(members) == 1 else ensemble_model(members, config)
+        self._scores_model_ = None
+        valid_scores = self._scores(x_valid)
+        self.thresholds_ = tune_thresholds(y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
+        from multifield.metrics import evaluate
+
+        validation = evaluate(
+            y_valid, decide(valid_scores, self.thresholds_, training.min_labels), valid_scores, encoder.labels.labels
+        )
+        self.history_ = dict(histories[0], **({"members": histories} if len(histories) > 1 else {}))
+        self.metrics_ = {
+            "validation": validation,
+            "best_epoch": best_epochs[0],
+            "best_epochs": best_epochs,
+            "epochs_run": sum(len(history.get("loss", [])) for history in histories),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "train_records": len(train_table),
+            "validation_records": len(valid_table),
+        }
+        self.artifacts_ = {"learning_curves.png": learning_curves_png(histories)}
+        console.print(
+            f"best epoch {', '.join(map(str, best_epochs))}: validation micro-F1 {validation['micro_f1']:.4f}, "
+            f"macro-F1 {validation['macro_f1']:.4f} with tuned thresholds"
+        )
+        return self
+
+    def _train_member(self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console):
+        """Train one model (seed ``training.seed + member``); its full model, history and best epoch."""
+        import keras
+
+        from multifield.data.batches import BucketedBatches
+        from multifield.model import build_model, scores_model
+        from multifield.training import RichProgress, ValidationMonitor, make_optimizer
+
+        config, training = self.config_, self.config_.training
+        seed = training.seed + member
+        keras.utils.set_random_seed(seed)
+        steps_per_epoch = max(1, -(-len(y_train) // training.batch_size))
         full_model = build_model(
             config,
-            {name: tok.vocabulary_size for name, tok in encoder.tokenizers.items()},
-            len(encoder.labels.labels),
-            embedding_matrices(config, encoder, console),
+            {name: tok.vocabulary_size for name, tok in self.encoder_.tokenizers.items()},
+            len(self.encoder_.labels.labels),
+            matrices,
+            name_suffix=f"_{member + 1}" if training.ensemble > 1 else "",
         )
         model = scores_model(full_model)
         model.compile(
@@ -129,32 +173,9 @@ class MultiFieldClassifier:
             min_labels=training.min_labels,
         )
         callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
-        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=training.seed)
+        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=seed)
         model.fit(batches, epochs=total_epochs, verbose=0, callbacks=callbacks)
-        self.model_ = full_model
-        self._scores_model_ = model
-        valid_scores = self._scores(x_valid)
-        self.thresholds_ = tune_thresholds(y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
-        from multifield.metrics import evaluate
-
-        validation = evaluate(
-            y_valid, decide(valid_scores, self.thresholds_, training.min_labels), valid_scores, encoder.labels.labels
-        )
-        self.history_ = monitor.history
-        self.metrics_ = {
-            "validation": validation,
-            "best_epoch": monitor.best_epoch + 1,
-            "epochs_run": len(monitor.history.get("loss", [])),
-            "train_seconds": round(time.perf_counter() - started, 2),
-            "train_records": len(train_table),
-            "validation_records": len(valid_table),
-        }
-        self.artifacts_ = {"learning_curves.png": learning_curves_png(self.history_)}
-        console.print(
-            f"best epoch {self.metrics_['best_epoch']}: validation micro-F1 {validation['micro_f1']:.4f}, "
-            f"macro-F1 {validation['macro_f1']:.4f} with tuned thresholds"
-        )
-        return self
+        return full_model, monitor.history, monitor.best_epoch + 1
 
     # -- predicting ------------------------------------------------------------------------------------
     @property

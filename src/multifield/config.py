@@ -108,6 +108,9 @@ class TrainingConfig(_Strict):
         1, ge=0, description="Always predict at least this many labels (the best-scored ones)."
     )
     seed: int = Field(42, description="Seed for weights, shuffling and splitting.")
+    ensemble: int = Field(
+        1, ge=1, le=16, description="Models trained with seeds seed, seed+1, ...; their scores and attention are averaged."
+    )
 
 
 class Config(_Strict):

@@ -14,7 +14,7 @@ import numpy as np
 from multifield.config import Config, PooledFieldConfig, RNNAttentionFieldConfig
 from multifield.layers import FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
 
-__all__ = ["attention_output", "build_model", "scores_model"]
+__all__ = ["attention_output", "build_model", "ensemble_model", "scores_model"]
 
 
 def _encoder(name: str, field) -> keras.layers.Layer:
@@ -44,6 +44,7 @@ def build_model(
     vocabulary_sizes: dict[str, int],
     num_labels: int,
     embedding_matrices: dict[str, np.ndarray] | None = None,
+    name_suffix: str = "",
 ) -> keras.Model:
     """The full model: a dict of ``(batch, time)`` int32 id arrays in; out, a dict holding ``"scores"``
     ``(batch, num_labels)`` and, for each attention field, ``"<field>_attention"`` ``(batch, [heads,] time)``.
@@ -91,7 +92,18 @@ def build_model(
     if wide_parts:
         logits = keras.layers.Add(name="logits")([logits, *wide_parts])
     scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
-    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config))
+    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
+
+
+def ensemble_model(members: list[keras.Model], config: Config) -> keras.Model:
+    """One model that averages the scores and the attention weights of several full models.
+
+    Averaged attention weights still sum to 1 over a field's tokens, so they explain the ensemble.
+    """
+    inputs = {tensor.name: keras.Input(shape=(None,), dtype="int32", name=tensor.name) for tensor in members[0].inputs}
+    outputs = [member(inputs) for member in members]
+    averaged = {key: keras.layers.Average(name=key)([output[key] for output in outputs]) for key in outputs[0]}
+    return keras.Model(inputs=inputs, outputs=averaged, name=f"{_model_name(config)}_ensemble")
 
 
 def scores_model(model: keras.Model) -> keras.Model:

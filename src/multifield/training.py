@@ -149,25 +149,27 @@ def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(f1_score(y_true, y_pred, average="micro", zero_division=0))
 
 
-def learning_curves_png(history: dict[str, list[float]]) -> bytes:
-    """Loss, validation micro-F1 and learning rate per epoch, as a PNG."""
+def learning_curves_png(histories: list[dict[str, list[float]]]) -> bytes:
+    """Loss, validation micro-F1 and learning rate per epoch (one line per ensemble member), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for key, label in (("loss", "train"), ("val_loss", "validation")):
-        if key in history:
-            axes[0].plot(epochs, history[key], marker="o", label=label)
+    for member, history in enumerate(histories):
+        epochs = np.arange(1, len(history.get("loss", [])) + 1)
+        suffix = f" ({member + 1})" if len(histories) > 1 else ""
+        for key, label, style in (("loss", "train", "-"), ("val_loss", "validation", "--")):
+            if key in history:
+                axes[0].plot(epochs, history[key], style, marker="o", label=label + suffix)
+        if "val_micro_f1" in history:
+            axes[1].plot(epochs, history["val_micro_f1"], marker="o", label=f"member {member + 1}")
+        if "learning_rate" in history:
+            axes[2].plot(epochs, history["learning_rate"], marker="o")
     axes[0].set(title="binary cross-entropy", xlabel="epoch")
-    axes[0].legend()
-    if "val_micro_f1" in history:
-        axes[1].plot(epochs, history["val_micro_f1"], marker="o", color="tab:green")
+    axes[0].legend(fontsize="small")
     axes[1].set(title="validation micro-F1", xlabel="epoch")
-    if "learning_rate" in history:
-        axes[2].plot(epochs, history["learning_rate"], marker="o", color="tab:purple")
     axes[2].set(title="learning rate", xlabel="epoch")
     for axis in axes:
         axis.grid(alpha=0.3)

@@ -1,9 +1,10 @@
 """Length-bucketed batches: records of similar length share a batch, which is cut to its longest record.
 
 A recurrent encoder's cost grows with the padded length, and most plots are far shorter than the
-longest one. Each batch is trimmed to the length of its longest record, rounded up to one of at most
-five widths per field (``width_step``) so that XLA compiles only a handful of shapes. Rows stay
-right-padded.
+longest one. Records are grouped by the length of one field (the longest attention field), and each
+batch of that field is trimmed to its longest record, rounded up to one of at most five widths
+(``width_step``), so that XLA compiles only a handful of shapes. The other fields keep their width.
+Rows stay right-padded.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class BucketedBatches(keras.utils.PyDataset):
         super().__init__()
         self.inputs, self.labels = inputs, labels
         self.batch_size = batch_size
-        self.lengths = {name: row_lengths(ids) for name, ids in inputs.items()}
-        self.sort_lengths = self.lengths[sort_by] if sort_by else np.zeros(len(labels), dtype=np.int64)
+        self.sort_by = sort_by
+        self.sort_lengths = row_lengths(inputs[sort_by]) if sort_by else np.zeros(len(labels), dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self.batches = bucketed_order(self.sort_lengths, batch_size, self.rng)
 
@@ -68,8 +69,7 @@ class BucketedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = np.sort(self.batches[index])
-        x = {name: trimmed(ids, rows, self.lengths[name]) for name, ids in self.inputs.items()}
-        return x, self.labels[rows]
+        return _batch(self.inputs, rows, self.sort_by, self.sort_lengths), self.labels[rows]
 
     def on_epoch_end(self):
         self.batches = bucketed_order(self.sort_lengths, self.batch_size, self.rng)
@@ -79,15 +79,18 @@ def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int,
     """Apply ``function`` (dict of id arrays → array or dict of arrays) batch by batch, records sorted by
     length so that short records are not padded to the longest; results come back in input order."""
     count = len(next(iter(inputs.values())))
-    lengths = {name: row_lengths(ids) for name, ids in inputs.items()}
-    order = np.argsort(lengths[sort_by], kind="stable") if sort_by else np.arange(count)
+    lengths = row_lengths(inputs[sort_by]) if sort_by else None
+    order = np.argsort(lengths, kind="stable") if sort_by else np.arange(count)
     pieces = []
     for start in range(0, count, batch_size):
-        rows = order[start : start + batch_size]
-        pieces.append(function({name: trimmed(ids, rows, lengths[name]) for name, ids in inputs.items()}))
+        pieces.append(function(_batch(inputs, order[start : start + batch_size], sort_by, lengths)))
     inverse = np.empty(count, dtype=np.int64)
     inverse[order] = np.arange(count)
     return _concatenate(pieces, inverse)
+
+
+def _batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | None, lengths) -> dict[str, np.ndarray]:
+    return {name: trimmed(ids, rows, lengths) if name == sort_by else ids[rows] for name, ids in inputs.items()}
 
 
 def _concatenate(pieces, inverse):
