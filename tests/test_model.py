@@ -45,3 +45,21 @@ def test_dropout_is_wired_into_the_graph():
     np.testing.assert_allclose(np.asarray(model(inputs)), np.asarray(model(inputs)))
     names = [layer.name for layer in model.layers]
     assert "features_dropout" in names and "hidden_dropout" in names
+
+
+def test_positive_weights_and_weighted_loss():
+    import keras
+
+    from multifield.training import make_loss, positive_weights
+
+    y = np.array([[1, 0], [1, 0], [1, 1], [0, 0]], dtype=np.float32)
+    np.testing.assert_allclose(positive_weights(y, "balanced"), [1.0, 3.0])
+    np.testing.assert_allclose(positive_weights(y, "sqrt"), [1.0, np.sqrt(3.0)], rtol=1e-6)
+    assert positive_weights(y, "none") is None
+    predictions = np.full_like(y, 0.3)
+    plain = np.asarray(keras.losses.binary_crossentropy(y, predictions))
+    unweighted = np.asarray(make_loss(0.0, np.ones(2, dtype=np.float32))(y, predictions))
+    np.testing.assert_allclose(unweighted, plain, rtol=1e-5)
+    weighted = np.asarray(make_loss(0.0, np.array([1.0, 3.0], dtype=np.float32))(y, predictions))
+    # Only row 2 has a positive of label 1: its loss grows by (3 - 1) * -log(0.3) / 2 labels.
+    np.testing.assert_allclose(weighted - plain, [0, 0, -np.log(0.3), 0], rtol=1e-5, atol=1e-6)

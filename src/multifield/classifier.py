@@ -147,7 +147,7 @@ class MultiFieldClassifier:
 
         from multifield.data.batches import BucketedBatches
         from multifield.model import build_model, scores_model
-        from multifield.training import RichProgress, ValidationMonitor, make_optimizer
+        from multifield.training import RichProgress, ValidationMonitor, make_loss, make_optimizer, positive_weights
 
         config, training = self.config_, self.config_.training
         seed = training.seed + member
@@ -163,7 +163,7 @@ class MultiFieldClassifier:
         model = scores_model(full_model)
         model.compile(
             optimizer=make_optimizer(training, steps_per_epoch),
-            loss=keras.losses.BinaryCrossentropy(label_smoothing=training.label_smoothing),
+            loss=make_loss(training.label_smoothing, positive_weights(y_train, training.positive_weight)),
         )
         total_epochs = epochs or training.max_epochs
         monitor = ValidationMonitor(

@@ -43,6 +43,9 @@ class _FieldBase(_Strict):
     wide: bool = Field(
         False, description="Also feed the field's bag of tokens to a linear (wide) part trained jointly."
     )
+    wide_pooling: Literal["mean", "sqrtn", "sum"] = Field(
+        "mean", description="How the wide part adds up a field's tokens: mean, sum / sqrt(count), or sum."
+    )
 
 
 class RNNAttentionFieldConfig(_FieldBase):
@@ -98,6 +101,11 @@ class TrainingConfig(_Strict):
     hidden_units: int = Field(256, ge=0, description="Size of the Dense layer after concatenation (0: none).")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")
+    positive_weight: Literal["none", "sqrt", "balanced"] = Field(
+        "none",
+        description='Weight of a label\'s positive examples in the loss: "balanced" = negatives/positives in '
+        'training, "sqrt" = its square root (gentler); helps rare labels (macro-F1).',
+    )
     validation_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of the training file kept for validation when --valid is not given."
     )

@@ -77,11 +77,11 @@ def build_model(
             context = _encoder(name, field)(tokens)
         deep_parts.append(context)
         if field.wide:
-            # A linear model over the field's bag of tokens: one weight per (token, label), averaged over tokens.
+            # A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens.
             wide_tokens = keras.layers.Embedding(
                 vocabulary_sizes[name], num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
             )(ids)
-            wide_parts.append(MaskedGlobalPooling(mode="mean", name=f"{name}_wide_pooling")(wide_tokens))
+            wide_parts.append(MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens))
 
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)

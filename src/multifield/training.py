@@ -53,6 +53,32 @@ def make_optimizer(training: TrainingConfig, steps_per_epoch: int) -> keras.opti
     return keras.optimizers.RMSprop(momentum=training.momentum, **common)
 
 
+def positive_weights(y_train: np.ndarray, mode: str) -> np.ndarray | None:
+    """Per-label weights of positive examples: none, negatives/positives, or its square root."""
+    if mode == "none":
+        return None
+    positives = np.maximum(y_train.sum(axis=0), 1.0)
+    ratio = (len(y_train) - positives) / positives
+    return np.maximum(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0).astype(np.float32)
+
+
+def make_loss(label_smoothing: float, weights: np.ndarray | None):
+    """Binary cross-entropy; with ``weights``, each label's positive term is scaled by its weight."""
+    if weights is None:
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    weights = keras.ops.convert_to_tensor(weights)
+
+    def weighted_binary_crossentropy(y_true, y_pred):
+        y_true = keras.ops.cast(y_true, y_pred.dtype)
+        if label_smoothing:
+            y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        y_pred = keras.ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        terms = weights * y_true * keras.ops.log(y_pred) + (1.0 - y_true) * keras.ops.log(1.0 - y_pred)
+        return -keras.ops.mean(terms, axis=-1)
+
+    return weighted_binary_crossentropy
+
+
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 

@@ -55,12 +55,21 @@ def test_embedding_mask_is_used_and_empty_fields_give_zeros():
     assert (pooled[1] == 0.0).all()
 
 
-@pytest.mark.parametrize("mode", ["max", "mean", "max_mean"])
+@pytest.mark.parametrize("mode", ["max", "mean", "max_mean", "sum", "sqrtn"])
 def test_empty_rows_have_finite_gradients(mode):
     inputs, mask = right_padded(batch=3, time=4, features=3, lengths=[4, 2, 0])
     input_gradient, _ = gradients(MaskedGlobalPooling(mode), inputs, mask=mask)
     assert np.isfinite(input_gradient).all()
     assert (input_gradient[~mask] == 0.0).all()
+
+
+def test_sum_and_sqrtn_by_hand():
+    inputs = np.array([[[1.0], [2.0], [6.0], [100.0]], [[5.0], [5.0], [5.0], [5.0]]], "float32")
+    mask = np.array([[True, True, True, False], [False, False, False, False]])
+    total = ops.convert_to_numpy(MaskedGlobalPooling("sum")(inputs, mask=mask))
+    scaled = ops.convert_to_numpy(MaskedGlobalPooling("sqrtn")(inputs, mask=mask))
+    np.testing.assert_allclose(total[:, 0], [9.0, 0.0])
+    np.testing.assert_allclose(scaled[:, 0], [9.0 / np.sqrt(3.0), 0.0], rtol=1e-6)
 
 
 def test_mixed_precision_mean_of_a_long_sequence_does_not_overflow():
@@ -72,7 +81,7 @@ def test_mixed_precision_mean_of_a_long_sequence_does_not_overflow():
 
 
 def test_bad_mode_is_refused():
-    with pytest.raises(ValueError, match=r"\['max', 'mean', 'max_mean'\]. Received: mode='median'"):
+    with pytest.raises(ValueError, match=r"\['max', 'mean', 'max_mean', 'sum', 'sqrtn'\]. Received: mode='median'"):
         MaskedGlobalPooling("median")
 
 

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-_MODES = ("max", "mean", "max_mean")
+_MODES = ("max", "mean", "max_mean", "sum", "sqrtn")
 
 
 @keras.saving.register_keras_serializable(package="multifield")
@@ -15,8 +15,11 @@ class MaskedGlobalPooling(keras.layers.Layer):
     fields such as a list of actors or keywords, where attention buys little.
 
     Args:
-        mode: `"max"` (the feature-wise maximum over the steps), `"mean"` (the feature-wise mean) or `"max_mean"`
-            (both, concatenated: maximum first). Defaults to `"max"`.
+        mode: `"max"` (the feature-wise maximum over the steps), `"mean"` (the feature-wise mean), `"max_mean"`
+            (both, concatenated: maximum first), `"sum"`, or `"sqrtn"` (the sum divided by the square root of the
+            number of steps, as TensorFlow's `embedding_lookup_sparse` combiner: a bag of words whose weight
+            neither vanishes in long texts, as with the mean, nor grows with their length, as with the sum).
+            Defaults to `"max"`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -75,11 +78,12 @@ class MaskedGlobalPooling(keras.layers.Layer):
             lowest = ops.stop_gradient(ops.min(inputs, axis=1, keepdims=True))
             maximum = ops.max(ops.where(mask, inputs, lowest), axis=1)
             pooled.append(ops.where(has_steps, maximum, ops.zeros_like(maximum)))
-        if self.mode in ("mean", "max_mean"):
+        if self.mode in ("mean", "max_mean", "sum", "sqrtn"):
             mask_float = ops.cast(mask, "float32")
             total = ops.sum(ops.where(mask, ops.cast(inputs, "float32"), 0.0), axis=1)
             count = ops.maximum(ops.sum(mask_float, axis=1), 1.0)
-            pooled.append(ops.cast(total / count, inputs.dtype))
+            divisor = {"sum": 1.0, "sqrtn": ops.sqrt(count)}.get(self.mode, count)
+            pooled.append(ops.cast(total / divisor, inputs.dtype))
         return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
 
     def compute_mask(self, inputs, mask=None):
