@@ -152,6 +152,26 @@ def predict(
 
 @app.command()
 @user_errors
+def explain(
+    model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`."),
+    input_file: Path = typer.Option(..., "--input", help="Records to explain: JSONL, CSV or Parquet."),
+    out: Path = typer.Option(..., "--out", help="The HTML report to write (one self-contained file)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write a heatmap PNG per record into this directory."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Explain only the first N records."),
+):
+    """Write an HTML report: predicted labels with probability bars, words shaded by attention.
+
+    Example: multifield explain runs/movies --input test.jsonl --out report.html --limit 20 --png heatmaps/
+    """
+    import multifield.classifier as classifier
+    from multifield.explain import write_report
+
+    count = write_report(classifier.load(model_dir), input_file, out, png_dir=png, limit=limit)
+    err_console.print(f"{count} records explained in {out}")
+
+
+@app.command()
+@user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the model, metrics and predictions."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs."),
@@ -164,6 +184,52 @@ def demo(
     from multifield.demo import run_demo
 
     run_demo(out, epochs=epochs, limit=limit, console=Console())
+
+
+@app.command()
+@user_errors
+def tune(
+    config: Path = typer.Argument(..., help="The run's TOML config: the starting point; what is not searched stays."),
+    train_file: Path = typer.Option(..., "--train", help="Training records: JSONL, CSV or Parquet."),
+    valid_file: Optional[Path] = typer.Option(
+        None, "--valid", help="Validation records scoring every trial. Without it, a part of --train is split off by a hash of the id."
+    ),
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials to run now (after the study's earlier ones with --resume)."),
+    out: Path = typer.Option(..., "--out", help="TOML file for the best config; the trial table goes beside it (.trials.json)."),
+    study_db: Optional[Path] = typer.Option(None, "--study-db", help="SQLite file holding the study [default: --out with .db]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study already in --study-db."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Start no new trial after this many seconds."),
+    epochs_per_trial: Optional[int] = typer.Option(
+        None, "--epochs-per-trial", min=1, help="Train each trial exactly N epochs [default: training.max_epochs, early stopping]."
+    ),
+):
+    """Search hyper-parameters with Optuna (TPE, median pruning) and write the best config, ready to train.
+
+    Each trial trains the config with sampled embedding sizes, recurrent units and cells, optimizer, learning
+    rate and schedule, dropouts, positive weights and batch size; it scores its best epoch's validation micro-F1.
+
+    Example: multifield tune configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --trials 30 --out runs/best.toml
+    """
+    from multifield import tuning
+    from multifield.config import load_config
+
+    study = tuning.tune(
+        load_config(config),
+        train_file,
+        valid_file,
+        out=out,
+        trials=trials,
+        study_db=study_db,
+        resume=resume,
+        timeout=timeout,
+        epochs_per_trial=epochs_per_trial,
+        console=err_console,
+    )
+    Console().print(tuning.trials_table(study))
+    best, table = tuning.write_results(study, out)
+    if best is None:
+        raise MultifieldError(f"none of the study's {len(study.trials)} trials completed; no config written (trials in {table})")
+    err_console.print(f"best config written to {best}, trials to {table}")
 
 
 def run():  # pragma: no cover - console entry point
