@@ -60,9 +60,11 @@ class MultiFieldClassifier:
         self.config = config
 
     # -- fitting ---------------------------------------------------------------------------------------
-    def fit(self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None):
+    def fit(self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None, callbacks=None):
         """Train on ``train`` (a path, DataFrame or list of dicts); validate on ``valid`` or on a stable
-        hash split of ``train``. ``epochs`` trains exactly that many epochs, without early stopping."""
+        hash split of ``train``. ``epochs`` trains exactly that many epochs, without early stopping.
+        ``callbacks`` (Keras callbacks) run after the validation monitor, so their epoch logs hold
+        ``val_micro_f1``; setting ``model.stop_training`` ends training early."""
         import keras
 
         from multifield.data.batches import BucketedBatches
@@ -110,7 +112,7 @@ class MultiFieldClassifier:
             if training.ensemble > 1:
                 console.print(f"ensemble member {member + 1} of {training.ensemble}")
             full_model, history, best_epoch = self._train_member(
-                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console
+                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, callbacks
             )
             members.append(full_model)
             histories.append(history)
@@ -141,7 +143,7 @@ class MultiFieldClassifier:
         )
         return self
 
-    def _train_member(self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console):
+    def _train_member(self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, extra_callbacks=None):
         """Train one model (seed ``training.seed + member``); its full model, history and best epoch."""
         import keras
 
@@ -173,6 +175,7 @@ class MultiFieldClassifier:
             min_labels=training.min_labels,
         )
         callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
+        callbacks += list(extra_callbacks or [])
         batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=seed)
         model.fit(batches, epochs=total_epochs, verbose=0, callbacks=callbacks)
         return full_model, monitor.history, monitor.best_epoch + 1

@@ -1,0 +1,469 @@
+"""Hyper-parameter search with Optuna: each trial trains the run's config with sampled settings and is scored
+by its best validation micro-F1; the best trial's config is written as TOML, ready for ``multifield train``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import tomllib
+import warnings
+from pathlib import Path
+
+import keras
+
+from multifield.config import Config, config_from_dict
+from multifield.errors import MultifieldError
+
+EMBEDDING_SIZES = (32, 64, 128)
+RECURRENT_UNITS = (32, 64, 128)
+# Pruning waits for this many epochs: a recurrent model's first epoch says little about where it ends.
+PRUNE_AFTER_EPOCHS = 2
+
+
+class OptunaMissingError(MultifieldError, ImportError):
+    """Optuna is not installed (``pip install 'multifield[tune]'``)."""
+
+
+def _import_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise OptunaMissingError("tuning needs Optuna: pip install 'multifield[tune]'") from None
+    return optuna
+
+
+# -- the search space ------------------------------------------------------------------------------------
+def suggest_config(trial, base: Config) -> Config:
+    """``base`` with the searched settings drawn from ``trial``, validated again.
+
+    ``trial`` is an Optuna trial, or ``optuna.trial.FixedTrial(params)`` to rebuild a finished trial's config
+    from its params. A parameter is named after the config key it sets (``training.learning_rate``,
+    ``fields.plot.units``); ``fields.*.<key>`` sets that key in every field. Everything not searched
+    (token limits, vocabularies, the seed, ``max_epochs``, ...) stays as in ``base``.
+    """
+    data = base.model_dump()
+    fields = data["fields"]
+    for name, field in fields.items():
+        if field["embeddings"] is None:  # pretrained vectors fix the embedding size
+            field["embedding_dim"] = trial.suggest_categorical(f"fields.{name}.embedding_dim", EMBEDDING_SIZES)
+        if field["encoder"] == "rnn_attention":
+            field["units"] = trial.suggest_categorical(f"fields.{name}.units", RECURRENT_UNITS)
+            field["cell"] = trial.suggest_categorical(f"fields.{name}.cell", ("lstm", "gru"))
+    embedding_dropout = trial.suggest_float("fields.*.embedding_dropout", 0.0, 0.4)
+    # Blanking the only field would blank the whole record: field dropout is searched only with several fields.
+    field_dropout = trial.suggest_float("fields.*.field_dropout", 0.0, 0.5) if len(fields) > 1 else None
+    for field in fields.values():
+        field["embedding_dropout"] = embedding_dropout
+        if field_dropout is not None:
+            field["field_dropout"] = field_dropout
+
+    training = data["training"]
+    training["optimizer"] = trial.suggest_categorical("training.optimizer", ("adam", "adamw", "sgd", "rmsprop"))
+    training["learning_rate"] = trial.suggest_float("training.learning_rate", 3e-4, 3e-3, log=True)
+    schedule = training["schedule"]
+    schedule["kind"] = trial.suggest_categorical("training.schedule.kind", ("constant", "exponential", "cosine"))
+    if schedule["kind"] == "exponential":
+        schedule["decay_epochs"] = trial.suggest_float("training.schedule.decay_epochs", 1.0, 8.0)
+    training["dropout"] = trial.suggest_float("training.dropout", 0.2, 0.6)
+    training["positive_weight"] = trial.suggest_categorical("training.positive_weight", ("none", "sqrt"))
+    training["batch_size"] = trial.suggest_categorical("training.batch_size", (32, 64, 128))
+    return config_from_dict(data, source=f"trial {trial.number}")
+
+
+# -- running a study -------------------------------------------------------------------------------------
+class TrialReporter(keras.callbacks.Callback):
+    """Reports each epoch's validation micro-F1 (logged by ``ValidationMonitor``, which runs before it) to
+    an Optuna trial, and stops training when the trial's pruner says so."""
+
+    def __init__(self, trial, epochs: int, console=None):
+        super().__init__()
+        self.trial, self.epochs, self.console = trial, epochs, console
+        self.pruned_at: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_micro_f1" not in (logs or {}):
+            raise RuntimeError("TrialReporter must run after ValidationMonitor: no val_micro_f1 in the epoch logs")
+        score = float(logs["val_micro_f1"])
+        self.trial.report(score, step=epoch + 1)
+        if self.console is not None:
+            self.console.print(f"trial {self.trial.number}  epoch {epoch + 1}/{self.epochs}  val micro-F1 {score:.4f}")
+        if self.pruned_at is None and self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True
+
+
+class _TrialFailed(Exception):
+    """A trial that crashed for a reason of its own (not the user's data or config): the study goes on."""
+
+
+def tune(
+    config: Config,
+    train,
+    valid=None,
+    *,
+    out: str | os.PathLike,
+    trials: int,
+    study_db: str | os.PathLike | None = None,
+    resume: bool = False,
+    timeout: float | None = None,
+    epochs_per_trial: int | None = None,
+    pruner=None,
+    console=None,
+):
+    """Run ``trials`` more trials of the study named after ``config.name`` in the SQLite file ``study_db``
+    (default: ``out`` with the suffix ``.db``) and return the study.
+
+    After every trial the best config so far is written to ``out`` and the trial table to
+    ``<out>.trials.json``, so an interrupted search leaves usable files. Trials are sampled by TPE (seeded
+    from ``training.seed``) and pruned by the median rule unless ``pruner`` is given. ``epochs_per_trial``
+    trains each trial exactly that many epochs; without it, ``training.max_epochs`` with early stopping.
+    A trial trains one model even when ``training.ensemble`` asks for more: the settings are chosen for one
+    member, and the best config keeps the ensemble size of ``config``.
+    """
+    optuna = _import_optuna()
+    from multifield.classifier import MultiFieldClassifier, as_table
+
+    out = Path(out)
+    study_db = Path(study_db) if study_db is not None else out.with_suffix(".db")
+    if out.is_dir():
+        raise MultifieldError(f"{out}: is a directory; --out names the TOML file to write")
+    # Read the data once, and before the study is opened, so that a wrong path fails at once.
+    train_table = as_table(train, "<train>")
+    valid_table = as_table(valid, "<valid>") if valid is not None else None
+    console = console if console is not None else _quiet_console()
+    epochs = epochs_per_trial or config.training.max_epochs
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = _open_study(optuna, config, study_db, resume, epochs_per_trial, pruner)
+        if config.training.ensemble > 1:
+            console.print(f"each trial trains one model; the best config keeps ensemble = {config.training.ensemble}")
+
+        def objective(trial):
+            trial_config = suggest_config(trial, config)
+            trial.set_user_attr("config", trial_config.to_toml_dict())
+            one_model = trial_config.training.model_copy(update={"ensemble": 1})
+            reporter = TrialReporter(trial, epochs, console)
+            keras.backend.clear_session()
+            try:
+                classifier = MultiFieldClassifier(trial_config.model_copy(update={"training": one_model})).fit(
+                    train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
+                )
+            except (MultifieldError, optuna.TrialPruned):
+                raise
+            except Exception as error:  # a diverging or out-of-memory trial should not end the study
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+                raise _TrialFailed(trial.user_attrs["error"]) from error
+            finally:
+                keras.backend.clear_session()
+            if reporter.pruned_at is not None:
+                raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+            validation = classifier.metrics_["validation"]
+            trial.set_user_attr("best_epoch", classifier.metrics_["best_epoch"])
+            trial.set_user_attr("epochs_run", classifier.metrics_["epochs_run"])
+            trial.set_user_attr("tuned_micro_f1", validation["micro_f1"])
+            trial.set_user_attr("tuned_macro_f1", validation["macro_f1"])
+            return max(classifier.history_["val_micro_f1"])
+
+        def after_trial(study, trial):
+            console.print(_trial_line(study, trial))
+            write_results(study, out)
+
+        study.optimize(
+            objective, n_trials=trials, timeout=timeout, catch=(_TrialFailed,), callbacks=[after_trial], gc_after_trial=True
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return study
+
+
+def _open_study(optuna, config: Config, study_db: Path, resume: bool, epochs_per_trial: int | None, pruner):
+    name = config.name
+    settings = {"base_config": config.to_toml_dict(), "epochs_per_trial": epochs_per_trial}
+    existing = None
+    if study_db.exists():
+        try:
+            storage = _storage(optuna, study_db)
+            if name in optuna.get_all_study_names(storage=storage):
+                existing = optuna.load_study(study_name=name, storage=storage)
+        except Exception as error:  # not SQLite, or not Optuna's tables
+            raise MultifieldError(f"{study_db}: not an Optuna study database ({type(error).__name__})") from None
+    if resume and existing is None:
+        raise MultifieldError(f"{study_db}: holds no study {name!r} to resume; leave out --resume to start one")
+    if existing is not None and existing.trials:
+        if not resume:
+            raise MultifieldError(
+                f"{study_db}: study {name!r} already has {len(existing.trials)} trials; "
+                "pass --resume to continue it, or give another --study-db"
+            )
+        for key, value in settings.items():
+            started = existing.user_attrs.get(key)
+            if started != value:
+                what = (
+                    _first_difference(started, value, "")
+                    if key == "base_config"
+                    else f"--epochs-per-trial ({started} when started, {value} now)"
+                )
+                raise MultifieldError(
+                    f"{study_db}: study {name!r} was started with a different {what}; "
+                    "resume with the same config and options, or give another --study-db"
+                )
+    previous = len(existing.trials) if existing is not None else 0
+    # A resumed study reseeds its sampler: the same seed would draw the first trials' settings again.
+    sampler = optuna.samplers.TPESampler(seed=config.training.seed + previous)
+    if pruner is None:
+        pruner = optuna.pruners.MedianPruner(n_warmup_steps=PRUNE_AFTER_EPOCHS)
+    study = optuna.create_study(
+        study_name=name,
+        storage=_storage(optuna, study_db),
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    for key, value in settings.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def _storage(optuna, study_db: Path):
+    study_db.parent.mkdir(parents=True, exist_ok=True)
+    # The heartbeat marks the trials of a killed run as failed when the study is resumed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(f"sqlite:///{study_db.resolve()}", heartbeat_interval=60, grace_period=180)
+
+
+def _first_difference(old, new, path: str) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [key for key in new if key not in old]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    return f"config (key {path or '(top level)'}: {old!r} when started, {new!r} now)"
+
+
+def _trial_line(study, trial) -> str:
+    state = trial.state.name.lower()
+    if "error" in trial.user_attrs:
+        return f"trial {trial.number} {state}: {trial.user_attrs['error']}"
+    if trial.value is None:
+        return f"trial {trial.number} {state}"
+    completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best = max(completed, key=lambda t: t.value) if completed else None
+    line = f"trial {trial.number} {state}: val micro-F1 {trial.value:.4f}"
+    return line + (f" (best {best.value:.4f}, trial {best.number})" if best is not None else "")
+
+
+# -- results ---------------------------------------------------------------------------------------------
+def best_config(study) -> Config:
+    """The config of the study's best completed trial, as it was trained."""
+    completed = [trial for trial in study.trials if trial.state.name == "COMPLETE"]
+    if not completed:
+        raise MultifieldError(f"study {study.study_name!r} has no completed trial yet")
+    best = max(completed, key=lambda trial: trial.value)
+    return config_from_dict(best.user_attrs["config"], source=f"trial {best.number}")
+
+
+def trial_rows(study) -> list[dict]:
+    """One dict per trial: number, state, value, params, the epoch scores reported and the run's details."""
+    rows = []
+    for trial in study.trials:
+        attrs = {key: value for key, value in trial.user_attrs.items() if key != "config"}
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "value": trial.value,
+                "params": trial.params,
+                "val_micro_f1_per_epoch": [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)],
+                **attrs,
+                "seconds": round(trial.duration.total_seconds(), 2) if trial.duration is not None else None,
+                "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
+            }
+        )
+    return rows
+
+
+def write_results(study, out: str | os.PathLike) -> tuple[Path | None, Path]:
+    """Write the best config to ``out`` (when a trial has completed) and the trial table to
+    ``<out>.trials.json``, each atomically; the paths written (``None`` for a config not written)."""
+    out = Path(out)
+    rows = trial_rows(study)
+    completed = [row for row in rows if row["state"] == "COMPLETE"]
+    best = max(completed, key=lambda row: row["value"]) if completed else None
+    table_path = out.with_suffix(".trials.json")
+    summary = {
+        "study": study.study_name,
+        "direction": "maximize",
+        "metric": "best epoch's validation micro-F1 (one global threshold)",
+        "best_trial": best["number"] if best else None,
+        "best_value": best["value"] if best else None,
+        "trials": rows,
+    }
+    write_atomically(table_path, json.dumps(summary, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+    if best is None:
+        return None, table_path
+    header = (
+        f"Best of {len(completed)} completed trials ({len(rows)} in all) of study {study.study_name!r}: trial "
+        f"{best['number']}, validation micro-F1 {best['value']:.4f}.\n"
+        f"Train: multifield train {out.name} --train TRAIN --valid VALID --out runs/{study.study_name}"
+    )
+    write_config(best_config(study), out, header=header)
+    return out, table_path
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def trials_table(study, limit: int | None = None):
+    """A rich table of the trials, best first: number, value, state, epochs and the main settings."""
+    from rich.table import Table
+
+    trials = sorted(study.trials, key=lambda trial: (trial.value is None, -(trial.value or 0.0), trial.number))
+    complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
+    best_number = complete[0].number if complete else None
+    table = Table(title=f"study {study.study_name!r}: {len(trials)} trials, best first")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("micro-F1", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    table.add_column("settings", ratio=1)
+    for trial in trials[:limit]:
+        table.add_row(
+            str(trial.number),
+            f"{trial.value:.4f}" if trial.value is not None else "",
+            trial.state.name.lower(),
+            str(trial.user_attrs.get("epochs_run", len(trial.intermediate_values))),
+            _settings(trial.params),
+            style="bold green" if trial.number == best_number else None,
+        )
+    return table
+
+
+def _settings(params: dict) -> str:
+    """The main settings of a trial in a few words: optimizer and rate, schedule, batch, dropout, cells."""
+    parts = []
+    if "training.optimizer" in params:
+        parts.append(f"{params['training.optimizer']} {params['training.learning_rate']:.1e}")
+    schedule = params.get("training.schedule.kind")
+    if schedule == "exponential":
+        schedule += f" every {params['training.schedule.decay_epochs']:.1f} epochs"
+    parts += [schedule] if schedule else []
+    for key, label in (("training.batch_size", "batch"), ("training.dropout", "dropout")):
+        if key in params:
+            value = params[key]
+            parts.append(f"{label} {value:.2f}" if isinstance(value, float) else f"{label} {value}")
+    if params.get("training.positive_weight", "none") != "none":
+        parts.append(f"{params['training.positive_weight']} positive weights")
+    for key, cell in params.items():
+        if key.endswith(".cell"):
+            field = key[len("fields.") : -len(".cell")]
+            parts.append(f"{field} {cell} {params.get(f'fields.{field}.units', '')}".rstrip())
+    return ", ".join(parts)
+
+
+def _quiet_console():
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=True)
+
+
+# -- writing a config as TOML ----------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def config_to_toml(config: Config, header: str = "") -> str:
+    """``config`` as a TOML document that ``load_config`` reads back into an equal ``Config``: top-level keys,
+    then ``[fields.<name>]``, ``[labels]``, ``[training]`` and ``[training.schedule]``."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    _toml_table(lines, [], config.to_toml_dict())
+    text = "\n".join(lines).lstrip("\n") + "\n"
+    if config_from_dict(tomllib.loads(text)) != config:
+        # TOML has no null: a None that is not a key's default (clipnorm) cannot be written.
+        raise MultifieldError(f"config {config.name!r} cannot be written as TOML without changing it (a key set to none?)")
+    return text
+
+
+def write_config(config: Config, path: str | os.PathLike, header: str = "") -> Path:
+    """Write ``config`` as TOML to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    write_atomically(path, config_to_toml(config, header))
+    return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _toml_table(lines: list[str], path: list[str], table: dict) -> None:
+    scalars = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    tables = {key: value for key, value in table.items() if isinstance(value, dict)}
+    if path and (scalars or not tables):  # [fields] itself holds only tables: its header is implied
+        lines += ["", "[" + ".".join(_toml_key(part) for part in path) + "]"]
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        _toml_table(lines, path + [key], value)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # the shortest text that reads back as the same float
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for a {type(value).__name__}: {value!r}")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    return '"' + "".join(
+        _ESCAPES.get(char) or (f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char) for char in text
+    ) + '"'
+
+
+__all__ = [
+    "TrialReporter",
+    "best_config",
+    "config_to_toml",
+    "suggest_config",
+    "trial_rows",
+    "trials_table",
+    "tune",
+    "write_config",
+    "write_results",
+]
