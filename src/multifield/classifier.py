@@ -148,7 +148,7 @@ class MultiFieldClassifier:
         import keras
 
         from multifield.data.batches import BucketedBatches
-        from multifield.model import build_model, scores_model
+        from multifield.model import build_model, scores_model, set_wide_trainable, wide_scores_model
         from multifield.training import RichProgress, ValidationMonitor, make_loss, make_optimizer, positive_weights
 
         config, training = self.config_, self.config_.training
@@ -162,11 +162,27 @@ class MultiFieldClassifier:
             matrices,
             name_suffix=f"_{member + 1}" if training.ensemble > 1 else "",
         )
+        loss = make_loss(training.label_smoothing, positive_weights(y_train, training.positive_weight))
+        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=seed)
+        wide_model = wide_scores_model(full_model) if training.wide_epochs > 0 else None
+        if wide_model is not None:
+            # Wide first: the linear model is fitted alone, then frozen, so that the deep part learns a
+            # correction of it and the network never knows less than the linear model.
+            wide_model.compile(optimizer=keras.optimizers.Adam(training.wide_learning_rate), loss=loss)
+            wide_monitor = ValidationMonitor(
+                lambda: self._scores(x_valid, wide_model),
+                y_valid,
+                patience=None if epochs else 2,
+                min_labels=training.min_labels,
+            )
+            wide_epochs = min(epochs, training.wide_epochs) if epochs else training.wide_epochs
+            console.print("wide part first")
+            wide_callbacks = [wide_monitor] + ([RichProgress(wide_epochs, steps_per_epoch, console)] if verbose else [])
+            wide_model.fit(batches, epochs=wide_epochs, verbose=0, callbacks=wide_callbacks)
+            set_wide_trainable(full_model, False)
+            console.print("deep part on top of it")
         model = scores_model(full_model)
-        model.compile(
-            optimizer=make_optimizer(training, steps_per_epoch),
-            loss=make_loss(training.label_smoothing, positive_weights(y_train, training.positive_weight)),
-        )
+        model.compile(optimizer=make_optimizer(training, steps_per_epoch), loss=loss)
         total_epochs = epochs or training.max_epochs
         monitor = ValidationMonitor(
             lambda: self._scores(x_valid, model),
@@ -176,9 +192,9 @@ class MultiFieldClassifier:
         )
         callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
         callbacks += list(extra_callbacks or [])
-        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=seed)
         model.fit(batches, epochs=total_epochs, verbose=0, callbacks=callbacks)
-        return full_model, monitor.history, monitor.best_epoch + 1
+        history = dict(monitor.history, **({"wide_stage": wide_monitor.history} if wide_model is not None else {}))
+        return full_model, history, monitor.best_epoch + 1
 
     # -- predicting ------------------------------------------------------------------------------------
     @property

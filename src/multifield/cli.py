@@ -1,4 +1,4 @@
-"""The ``multifield`` command line: train, evaluate, predict and demo.
+"""The ``multifield`` command line: train, evaluate, predict, explain, tune, serve and demo.
 
 A mistake in the user's input ends the command with one line on stderr and exit code 2; ``--debug``
 shows the traceback instead.
@@ -196,17 +196,16 @@ def tune(
     ),
     trials: int = typer.Option(20, "--trials", min=1, help="Trials to run now (after the study's earlier ones with --resume)."),
     out: Path = typer.Option(..., "--out", help="TOML file for the best config; the trial table goes beside it (.trials.json)."),
-    study_db: Optional[Path] = typer.Option(None, "--study-db", help="SQLite file holding the study [default: --out with .db]."),
+    study_db: Optional[Path] = typer.Option(None, "--study-db", help="SQLite file holding the study (default: --out with the suffix .db)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the study already in --study-db."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Start no new trial after this many seconds."),
     epochs_per_trial: Optional[int] = typer.Option(
-        None, "--epochs-per-trial", min=1, help="Train each trial exactly N epochs [default: training.max_epochs, early stopping]."
+        None, "--epochs-per-trial", min=1, help="Train each trial exactly N epochs (default: up to training.max_epochs, with early stopping)."
     ),
 ):
     """Search hyper-parameters with Optuna (TPE, median pruning) and write the best config, ready to train.
 
-    Each trial trains the config with sampled embedding sizes, recurrent units and cells, optimizer, learning
-    rate and schedule, dropouts, positive weights and batch size; it scores its best epoch's validation micro-F1.
+    A trial trains the config with sampled sizes, cells, optimizer, learning rate, schedule, dropouts, positive weights and batch size; its score is its best epoch's validation micro-F1.
 
     Example: multifield tune configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --trials 30 --out runs/best.toml
     """
@@ -230,6 +229,44 @@ def tune(
     if best is None:
         raise MultifieldError(f"none of the study's {len(study.trials)} trials completed; no config written (trials in {table})")
     err_console.print(f"best config written to {best}, trials to {table}")
+
+
+@app.command()
+@user_errors
+def serve(
+    model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; the default serves this machine only."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes, each with its own copy of the model."),
+    max_records: int = typer.Option(1000, "--max-records", min=1, help="Records in one request."),
+    max_field_chars: int = typer.Option(100_000, "--max-field-chars", min=1, help="Characters in one field of a record."),
+    max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", min=1024, help="Bytes of a request body."),
+    batch_sizes: str = typer.Option(
+        "1,8,64,256", "--batch-sizes", help="Row counts the model is compiled for at start; batches are padded up to one."
+    ),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log one line per request."),
+):
+    """Serve a model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, API docs at /docs.
+
+    Example: multifield serve runs/movies --port 8000   (then: curl -s localhost:8000/healthz)
+    """
+    from pydantic import ValidationError
+
+    from multifield.server import ServerSettings, serve as run_server
+
+    try:
+        sizes = tuple(int(size) for size in batch_sizes.split(","))
+    except ValueError:
+        raise MultifieldError(f"--batch-sizes {batch_sizes!r}: give increasing numbers such as 1,8,64,256") from None
+    try:
+        settings = ServerSettings(
+            max_records=max_records, max_field_chars=max_field_chars, max_body_bytes=max_body_bytes, batch_sizes=sizes
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise MultifieldError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    run_server(model_dir, settings, host=host, port=port, workers=workers, access_log=access_log,
+               announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
 def run():  # pragma: no cover - console entry point

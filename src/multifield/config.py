@@ -98,6 +98,14 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(64, ge=1, le=65_536, description="Records per step.")
     max_epochs: int = Field(20, ge=1, le=10_000, description="Upper bound on epochs (early stopping may end sooner).")
     patience: int = Field(3, ge=0, description="Epochs without a better validation micro-F1 before stopping.")
+    wide_epochs: int = Field(
+        20,
+        ge=0,
+        description="With wide fields: first train the wide (linear) part alone for up to this many epochs "
+        "(early-stopped on validation), then train the deep part on top of it with the wide part frozen. "
+        "0 trains both together from the start.",
+    )
+    wide_learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate of the wide-first stage.")
     hidden_units: int = Field(256, ge=0, description="Size of the Dense layer after concatenation (0: none).")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")

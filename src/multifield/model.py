@@ -14,7 +14,7 @@ import numpy as np
 from multifield.config import Config, PooledFieldConfig, RNNAttentionFieldConfig
 from multifield.layers import FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
 
-__all__ = ["attention_output", "build_model", "ensemble_model", "scores_model"]
+__all__ = ["attention_output", "build_model", "ensemble_model", "scores_model", "set_wide_trainable", "wide_scores_model"]
 
 
 def _encoder(name: str, field) -> keras.layers.Layer:
@@ -88,9 +88,13 @@ def build_model(
     if training.hidden_units > 0:
         features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
-    logits = keras.layers.Dense(num_labels, name="deep_logits")(features)
+    # With a wide part, the deep part starts as a zero correction of the linear model's logits.
+    logits = keras.layers.Dense(
+        num_labels, kernel_initializer="zeros" if wide_parts else "glorot_uniform", name="deep_logits"
+    )(features)
     if wide_parts:
-        logits = keras.layers.Add(name="logits")([logits, *wide_parts])
+        wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
+        logits = keras.layers.Add(name="logits")([logits, wide_logits])
     scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
     return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
 
@@ -104,6 +108,22 @@ def ensemble_model(members: list[keras.Model], config: Config) -> keras.Model:
     outputs = [member(inputs) for member in members]
     averaged = {key: keras.layers.Average(name=key)([output[key] for output in outputs]) for key in outputs[0]}
     return keras.Model(inputs=inputs, outputs=averaged, name=f"{_model_name(config)}_ensemble")
+
+
+def wide_scores_model(model: keras.Model) -> keras.Model | None:
+    """The linear (wide) part of a full model alone, with its own sigmoid; None without a wide part."""
+    wide_layers = [layer for layer in model.layers if layer.name.endswith("_wide_pooling")]
+    if not wide_layers:
+        return None
+    logits = model.get_layer("wide_logits").output if len(wide_layers) > 1 else wide_layers[0].output
+    scores = keras.layers.Activation("sigmoid", dtype="float32", name="wide_scores")(logits)
+    return keras.Model(inputs=model.input, outputs=scores, name=f"{model.name}_wide")
+
+
+def set_wide_trainable(model: keras.Model, trainable: bool) -> None:
+    for layer in model.layers:
+        if layer.name.endswith("_wide"):
+            layer.trainable = trainable
 
 
 def scores_model(model: keras.Model) -> keras.Model:
