@@ -7,7 +7,7 @@ CONFIG = {
     "labels": {"field": "genres"},
     "fields": {
         "plot": {"encoder": "rnn_attention", "embedding_dim": 8, "units": 4, "field_dropout": 0.5},
-        "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "wide": True},
+        "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "wide": True, "wide_pooling": "sqrtn"},
     },
     "training": {"hidden_units": 8},
 }
@@ -40,11 +40,31 @@ def test_padding_does_not_change_the_scores():
 def test_dropout_is_wired_into_the_graph():
     config = config_from_dict({**CONFIG, "training": {"hidden_units": 8, "dropout": 0.5}})
     model = scores_model(build_model(config, {"plot": 30, "actors": 10}, num_labels=3))
+    # With a wide part the deep logits start at zero; give them weights so that dropout shows.
+    kernel, bias = model.get_layer("deep_logits").get_weights()
+    model.get_layer("deep_logits").set_weights([np.random.default_rng(0).normal(size=kernel.shape), bias])
     inputs = {"plot": np.array([[5, 6, 7]] * 4, dtype=np.int32), "actors": np.array([[3]] * 4, dtype=np.int32)}
     assert not np.allclose(np.asarray(model(inputs, training=True)), np.asarray(model(inputs, training=True)))
     np.testing.assert_allclose(np.asarray(model(inputs)), np.asarray(model(inputs)))
     names = [layer.name for layer in model.layers]
     assert "features_dropout" in names and "hidden_dropout" in names
+
+
+def test_wide_part_alone_and_zero_deep_start():
+    from multifield.model import set_wide_trainable, wide_scores_model
+
+    config = config_from_dict(CONFIG)
+    model = build_model(config, {"plot": 30, "actors": 10}, num_labels=3)
+    wide = wide_scores_model(model)
+    inputs = {"plot": np.array([[5, 6, 7]], dtype=np.int32), "actors": np.array([[3, 4]], dtype=np.int32)}
+    table = np.random.default_rng(1).normal(size=(10, 3)).astype("float32")
+    model.get_layer("actors_wide").set_weights([table])
+    # sqrtn pooling of rows 3 and 4 of the table; the deep part adds zero at the start.
+    expected = 1 / (1 + np.exp(-(table[3] + table[4]) / np.sqrt(2)))
+    np.testing.assert_allclose(np.asarray(wide(inputs))[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(scores_model(model)(inputs))[0], expected, rtol=1e-5)
+    set_wide_trainable(model, False)
+    assert not model.get_layer("actors_wide").trainable and model.get_layer("plot_embedding").trainable
 
 
 def test_positive_weights_and_weighted_loss():
