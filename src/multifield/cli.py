@@ -176,6 +176,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the model, metrics and predictions."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs."),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N training movies (quick look)."),
+    members: int = typer.Option(
+        1, "--members", min=1, max=16, help="Ensemble members to train (configs/movies.toml has 3; 1 is quicker)."
+    ),
 ):
     """Train the movie-genre model on the bundled movies, evaluate it on the test split, show what it read.
 
@@ -183,7 +186,7 @@ def demo(
     """
     from multifield.demo import run_demo
 
-    run_demo(out, epochs=epochs, limit=limit, console=Console())
+    run_demo(out, epochs=epochs, limit=limit, members=members, console=Console())
 
 
 @app.command()

@@ -41,7 +41,9 @@ def bundled_split(limit: int | None = None):
     return table.subset(parts["train"]), table.subset(parts["valid"]), table.subset(parts["test"])
 
 
-def run_demo(out: Path, epochs: int | None = None, limit: int | None = None, console: Console | None = None) -> dict:
+def run_demo(
+    out: Path, epochs: int | None = None, limit: int | None = None, members: int = 1, console: Console | None = None
+) -> dict:
     from multifield.classifier import MultiFieldClassifier
     from multifield.cli import print_metrics
     from multifield.data.io import write_jsonl
@@ -50,7 +52,12 @@ def run_demo(out: Path, epochs: int | None = None, limit: int | None = None, con
     train, valid, test = bundled_split(limit)
     console.rule("multifield demo: movie genres from actors, plot, keywords, tagline and title")
     console.print(f"bundled movies: {len(train)} train, {len(valid)} validation, {len(test)} test")
-    classifier = MultiFieldClassifier(find_resource("configs/movies.toml"))
+    from multifield.config import load_config
+
+    config = load_config(find_resource("configs/movies.toml"))
+    # The shipped config averages several members; the demo trains fewer to finish in minutes.
+    config.training.ensemble = members
+    classifier = MultiFieldClassifier(config)
     classifier.fit(train, valid, epochs=epochs, console=console)
     out.mkdir(parents=True, exist_ok=True)
     classifier.save(out / "model", overwrite=True)
