@@ -176,8 +176,8 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the model, metrics and predictions."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs."),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N training movies (quick look)."),
-    members: int = typer.Option(
-        1, "--members", min=1, max=16, help="Ensemble members to train (configs/movies.toml has 3; 1 is quicker)."
+    members: Optional[int] = typer.Option(
+        None, "--members", min=1, max=16, help="Ensemble members to train (default: the config's, 1)."
     ),
 ):
     """Train the movie-genre model on the bundled movies, evaluate it on the test split, show what it read.

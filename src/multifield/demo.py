@@ -42,7 +42,11 @@ def bundled_split(limit: int | None = None):
 
 
 def run_demo(
-    out: Path, epochs: int | None = None, limit: int | None = None, members: int = 1, console: Console | None = None
+    out: Path,
+    epochs: int | None = None,
+    limit: int | None = None,
+    members: int | None = None,
+    console: Console | None = None,
 ) -> dict:
     from multifield.classifier import MultiFieldClassifier
     from multifield.cli import print_metrics
@@ -55,8 +59,8 @@ def run_demo(
     from multifield.config import load_config
 
     config = load_config(find_resource("configs/movies.toml"))
-    # The shipped config averages several members; the demo trains fewer to finish in minutes.
-    config.training.ensemble = members
+    if members:
+        config.training.ensemble = members
     classifier = MultiFieldClassifier(config)
     classifier.fit(train, valid, epochs=epochs, console=console)
     out.mkdir(parents=True, exist_ok=True)
