@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from multifield.config import PooledFieldConfig, RNNAttentionFieldConfig, load_config
 from multifield.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 REPO_CONFIGS = ["configs/movies.toml"]
 
@@ -14,16 +18,12 @@ def write(tmp_path, text):
 
 @pytest.mark.parametrize("relative", REPO_CONFIGS)
 def test_shipped_configs_validate(relative):
-    from conftest import REPO
-
     config = load_config(REPO / relative)
     assert config.labels.field == "genres"
     assert isinstance(config.fields["plot"], RNNAttentionFieldConfig)
 
 
 def test_movie_config_has_the_documented_encoders():
-    from conftest import REPO
-
     config = load_config(REPO / "configs/movies.toml")
     assert config.attention_fields() == ["plot", "reviews"]
     assert config.fields["actors"].kind == config.fields["features"].kind == "items"

@@ -1,4 +1,8 @@
+from pathlib import Path
+
 from multifield.data.split import hash_bucket, split_by_hash
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_split_is_stable_and_near_the_fraction():
@@ -13,7 +17,5 @@ def test_split_is_stable_and_near_the_fraction():
 
 def test_bucket_matches_the_fixed_movie_split_rule():
     # The bundled test split was made with int(sha256(id)) % 10 == 0.
-    from conftest import REPO
-
     test_ids = (REPO / "data" / "test_ids.txt").read_text().split()[:50]
     assert all(hash_bucket(movie_id, 10) == 0 for movie_id in test_ids)

@@ -1,0 +1,238 @@
+"""``ServingModel``: a bundle loaded once, read-only, called with a few fixed batch shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from multifield.classifier import MultiFieldClassifier, load, sort_field
+from multifield.data.batches import predict_in_buckets, row_lengths, width_step
+from multifield.server.settings import ServerSettings
+
+logger = logging.getLogger("multifield.server")
+
+
+def field_widths(max_tokens: int) -> list[int]:
+    """Every width ``predict_in_buckets`` may trim the sort field to (at most five)."""
+    step = width_step(max_tokens)
+    return sorted({min(max_tokens, k * step) for k in range(1, -(-max_tokens // step) + 1)})
+
+
+def _bound_forward(model):
+    """On JAX, the model's inference as one jitted function of its inputs, its weights read once (they never
+    change while serving): ``predict_on_batch`` gathers and writes back every weight on each call, which costs
+    more than the model itself for a few records. ``None`` on other backends."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    trainable = [variable.value for variable in model.trainable_variables]
+    non_trainable = [variable.value for variable in model.non_trainable_variables]
+
+    @jax.jit
+    def forward(trainable, non_trainable, inputs):
+        return model.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+    return lambda inputs: forward(trainable, non_trainable, inputs)
+
+
+class _FixedShapeClassifier(MultiFieldClassifier):
+    """A fitted classifier whose model is only called with a few row counts (``batch_sizes``) and, for the
+    longest attention field, a few widths, so that XLA compiles each shape once, at warm-up.
+
+    The records of a bucket are cut into runs of those sizes, the last one padded with empty records; the
+    cut is the one that costs least by the times measured at warm-up (padding 9 records up to 64 rows can
+    cost more than two calls of 8). Each run is trimmed to its own longest record. The full model (scores
+    and attention weights) answers both kinds of request.
+    """
+
+    def __init__(self, fitted: MultiFieldClassifier, batch_sizes: tuple[int, ...]):
+        super().__init__(fitted.config)
+        self.__dict__.update(fitted.__dict__)
+        self.batch_sizes = tuple(batch_sizes)
+        self.sort_by = sort_field(self.config_)
+        self.sort_tokens = self.encoder_.tokenizers[self.sort_by].max_tokens if self.sort_by else 0
+        self.costs: dict[tuple[int, int | None], float] = {}
+        self.forward = _bound_forward(self.model_) or self.model_.predict_on_batch
+        self._plans: dict[tuple[int, int | None], list[int]] = {}
+
+    def widths(self) -> list[int | None]:
+        return field_widths(self.sort_tokens) if self.sort_by else [None]
+
+    def blank_inputs(self, size: int, width: int | None) -> dict[str, np.ndarray]:
+        return {
+            name: np.ones((size, width if name == self.sort_by else tokenizer.max_tokens), dtype=np.int32)
+            for name, tokenizer in self.encoder_.tokenizers.items()
+        }
+
+    def call_shape(self, batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+        """One model call, the rows padded up to ``size``."""
+        count = len(next(iter(batch.values())))
+        if size > count:  # padding rows are empty records: every field all padding
+            batch = {name: np.pad(ids, [(0, size - count), (0, 0)]) for name, ids in batch.items()}
+        outputs = self.forward(batch)
+        return {key: np.asarray(value)[:count] for key, value in outputs.items()}
+
+    def plan(self, count: int, width: int | None) -> list[int]:
+        """The batch sizes (largest first) to cut ``count`` records into: the cut that costs least by the
+        times measured at warm-up, by dynamic programming over the record count."""
+        key = (count, width)
+        if key not in self._plans:
+            # Unmeasured (no warm-up): a call costs as much as 4 rows more than its rows.
+            cost = {size: self.costs.get((size, width), (size + 4) * 1e-3) for size in self.batch_sizes}
+            best, choice = [0.0] + [math.inf] * count, [0] * (count + 1)
+            for n in range(1, count + 1):
+                for size in self.batch_sizes:
+                    total = cost[size] + best[max(0, n - size)]
+                    if total < best[n]:
+                        best[n], choice[n] = total, size
+            sizes, n = [], count
+            while n > 0:
+                sizes.append(choice[n])
+                n -= choice[n]
+            self._plans[key] = sorted(sizes, reverse=True)
+        return self._plans[key]
+
+    def call_model(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        count = len(next(iter(batch.values())))
+        width = batch[self.sort_by].shape[1] if self.sort_by else None
+        pieces, start = [], 0
+        for size in self.plan(count, width):
+            run = {name: ids[start : start + size] for name, ids in batch.items()}
+            if self.sort_by:
+                longest = int(row_lengths(run[self.sort_by]).max())
+                step = width_step(self.sort_tokens)
+                run[self.sort_by] = run[self.sort_by][:, : min(self.sort_tokens, max(step, -(-longest // step) * step))]
+            pieces.append(self.call_shape(run, size))
+            start += size
+        if len(pieces) == 1:
+            return pieces[0]
+        outputs = {}
+        for key in pieces[0]:
+            parts = [piece[key] for piece in pieces]
+            widest = max(part.shape[-1] for part in parts)  # attention of runs trimmed to other widths
+            parts = [np.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, widest - p.shape[-1])]) for p in parts]
+            outputs[key] = np.concatenate(parts, axis=0)
+        return outputs
+
+    def _predict(self, model, inputs: dict[str, np.ndarray]):
+        return predict_in_buckets(self.call_model, inputs, self.batch_sizes[-1], self.sort_by)
+
+    def _scores(self, inputs: dict[str, np.ndarray], model=None) -> np.ndarray:
+        return np.asarray(self._predict(self.model_, inputs)["scores"], dtype=np.float32)
+
+
+class ServingModel:
+    """The classifier of a bundle, its description, and its warm-up.
+
+    Loading goes through ``multifield.load`` (Keras ``safe_mode=True``; a model holding a ``Lambda`` layer or
+    a class from outside Keras and multifield is refused with a ``BundleError``). Nothing is ever written to
+    the bundle directory. ``predict`` and ``warm_up`` must be called from one thread only.
+
+    Args:
+        bundle_dir: a directory written by ``multifield train``.
+        settings: the server settings (``batch_sizes`` are the row counts the model is called with).
+    """
+
+    def __init__(self, bundle_dir: str | os.PathLike, settings: ServerSettings):
+        self.bundle_dir = Path(bundle_dir)
+        self.settings = settings
+        self.classifier = _FixedShapeClassifier(load(self.bundle_dir), settings.batch_sizes)
+        self.config = self.classifier.config_
+        self.status = "warming_up"
+        self.warmup_seconds: float | None = None
+        try:
+            self.manifest = json.loads((self.bundle_dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.manifest = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ok"
+
+    def shapes(self) -> list[tuple[int, int | None]]:
+        """The (rows, width of the sort field) the model is called with: every batch size by every width."""
+        return [(size, width) for size in self.settings.batch_sizes for width in self.classifier.widths()]
+
+    def warm_up(self) -> None:
+        """Call the model with every shape it will see, so that no request waits for a compilation, and time
+        a second call of each to plan how batches are cut."""
+        if self.ready:
+            return
+        started = time.perf_counter()
+        classifier = self.classifier
+        try:
+            if self.settings.warmup:
+                for size, width in self.shapes():
+                    inputs = classifier.blank_inputs(size, width)
+                    classifier.call_shape(inputs, size)
+                    timed = time.perf_counter()
+                    classifier.call_shape(inputs, size)
+                    classifier.costs[(size, width)] = time.perf_counter() - timed
+                self.predict([{}], attention=True)
+        except Exception:
+            self.status = "failed"
+            logger.exception("warm-up failed")
+            return
+        self.warmup_seconds = round(time.perf_counter() - started, 2)
+        self.status = "ok"
+        logger.info("model warmed up in %.1f s (%d shapes); ready", self.warmup_seconds, len(self.shapes()))
+
+    def predict(self, records: list[dict], attention: bool = False) -> list[dict]:
+        """``MultiFieldClassifier.predict_records`` of these records."""
+        return self.classifier.predict_records(records, attention=attention)
+
+    def info(self) -> dict:
+        """What ``GET /v1/model`` shows: labels, fields, the config, validation metrics, versions."""
+        import multifield
+
+        config = self.config
+        labels = list(self.classifier.labels_)
+        config_dict = config.to_toml_dict()
+        for field in config_dict.get("fields", {}).values():
+            if "embeddings" in field:  # a path on the server's disk: its file name says enough
+                field["embeddings"]["path"] = Path(field["embeddings"]["path"]).name
+        return _finite(
+            {
+                "name": config.name,
+                "multifield_version": multifield.__version__,
+                "bundle": {
+                    key: self.manifest.get(key)
+                    for key in ("format_version", "multifield_version", "keras_version", "backend", "created")
+                },
+                "id_field": config.id_field,
+                "labels": labels,
+                "thresholds": {label: round(float(t), 4) for label, t in zip(labels, self.classifier.thresholds_)},
+                "fields": {
+                    name: {
+                        "kind": field.kind,
+                        "encoder": field.encoder,
+                        "max_tokens": field.max_tokens,
+                        "attention": field.encoder == "rnn_attention",
+                    }
+                    for name, field in config.fields.items()
+                },
+                "config": config_dict,
+                "validation": self.classifier.metrics_.get("validation"),
+                "limits": self.settings.limits(),
+            }
+        )
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
