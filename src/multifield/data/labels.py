@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from typing import Sequence
 
 import numpy as np
 
+from multifield.data.text import as_items
 from multifield.errors import DataError
 
 
 def parse_labels(value, delimiter: str = "|") -> list[str]:
     """A list, a JSON-array string (``'["Drama", "War"]'``) or a delimited string (``"Drama|War"``)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError(f"labels start with '[' but are not a JSON array: {text[:60]!r}") from None
-        else:
-            return [part.strip() for part in text.split(delimiter) if part.strip()]
-    if isinstance(value, (list, tuple, np.ndarray)):
-        labels = []
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError(f"a label must be a string, got {type(item).__name__} {item!r}")
-            if item.strip():
-                labels.append(item.strip())
-        return labels
-    raise ValueError(f"labels must be a list or a string, got {type(value).__name__}")
+    return as_items(value, delimiter, strict_json=True)
 
 
 class LabelEncoder:

@@ -29,8 +29,12 @@ def as_text(value, delimiter: str = " ") -> str:
     raise ValueError(f"expected a string, got {type(value).__name__}")
 
 
-def as_items(value, delimiter: str = "|") -> list[str]:
-    """An items field's value as a list of strings: a list, a JSON-array string or a delimited string."""
+def as_items(value, delimiter: str = "|", strict_json: bool = False) -> list[str]:
+    """A list of strings from a list, a JSON-array string or a delimited string; missing means empty.
+
+    A string that starts with ``[`` but is not a JSON array is split on the delimiter, unless
+    ``strict_json`` asks for an error instead.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     if isinstance(value, str):
@@ -42,6 +46,8 @@ def as_items(value, delimiter: str = "|") -> list[str]:
                 parsed = None
             if isinstance(parsed, list):
                 return as_items(parsed, delimiter)
+            if strict_json:
+                raise ValueError(f"starts with '[' but is not a JSON array: {text[:60]!r}")
         return [part.strip() for part in text.split(delimiter) if part.strip()]
     if isinstance(value, (list, tuple, np.ndarray)):
         items = []
