@@ -2,30 +2,11 @@
 contract details (exit codes, no traceback) through the installed console script."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import multifield
-from multifield.cli import app
-
-runner = CliRunner()
-EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
-
-
-def run_cli(*args, check_exit=0):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == check_exit, result.output
-    return result
-
-
-def run_script(*args):
-    return subprocess.run([EXECUTABLE, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200"})
+from cli_helpers import run_cli, run_script
 
 
 def test_version_and_help():

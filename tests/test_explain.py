@@ -7,7 +7,6 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-import multifield
 from multifield.cli import app
 from multifield.explain import field_html, heatmap_png, report_html
 

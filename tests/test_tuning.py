@@ -4,8 +4,6 @@ SQLite study, resume, refusal), the search space without training, the TOML writ
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -13,9 +11,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from typer.testing import CliRunner
 
-from multifield.cli import app
+from cli_helpers import run_cli, run_script
 from multifield.config import Config, config_from_dict, load_config
 from multifield.errors import MultifieldError
 from multifield.tuning import (
@@ -29,19 +26,6 @@ from multifield.tuning import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
-runner = CliRunner()
-
-
-def run_cli(*args, check_exit=0):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == check_exit, result.output
-    return result
-
-
-def run_script(*args):
-    return subprocess.run([EXECUTABLE, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")

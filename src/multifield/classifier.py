@@ -67,7 +67,6 @@ class MultiFieldClassifier:
         ``val_micro_f1``; setting ``model.stop_training`` ends training early."""
         import keras
 
-        from multifield.data.batches import BucketedBatches
         from multifield.data.vectors import embedding_matrices
         from multifield.model import ensemble_model
         from multifield.training import learning_curves_png

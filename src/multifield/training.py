@@ -9,7 +9,6 @@ import time
 
 import keras
 import numpy as np
-from sklearn.metrics import f1_score
 
 from multifield.config import TrainingConfig
 from multifield.thresholds import best_global_threshold
@@ -169,10 +168,6 @@ class RichProgress(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.progress is not None:
             self.progress.stop()
-
-
-def micro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(f1_score(y_true, y_pred, average="micro", zero_division=0))
 
 
 def learning_curves_png(histories: list[dict[str, list[float]]]) -> bytes:
