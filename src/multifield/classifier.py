@@ -236,7 +236,8 @@ class MultiFieldClassifier:
         self._check_fitted()
         table = as_table(data)
         ids = [record.get(self.config_.id_field) for record in table.records]
-        inputs = self.encoder_.encode_inputs(table)
+        values = field_values(self.config_, table)
+        inputs = self.encoder_.encode_values(values)
         if attention:
             from multifield.model import attention_output
 
@@ -247,7 +248,6 @@ class MultiFieldClassifier:
         predicted = decide(scores, self.thresholds_, self.config_.training.min_labels)
         labels = self.encoder_.labels.labels
         results = []
-        values = field_values(self.config_, table) if attention else {}
         for row, record_id in enumerate(ids):
             result = {
                 "id": record_id,

@@ -40,7 +40,10 @@ class RecordEncoder:
         return cls(config, tokenizers, labels)
 
     def encode_inputs(self, table: Table) -> dict[str, np.ndarray]:
-        values = field_values(self.config, table)
+        return self.encode_values(field_values(self.config, table))
+
+    def encode_values(self, values: dict[str, list]) -> dict[str, np.ndarray]:
+        """Id matrices of values already coerced by ``field_values``."""
         return {name: tokenizer.encode(values[name]) for name, tokenizer in self.tokenizers.items()}
 
     def encode_labels(self, table: Table) -> tuple[np.ndarray, Counter]:
