@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +165,71 @@ async def load(url: str, bodies: list[bytes], concurrency: int, deadline: float)
     }
 
 
+WRK_SCRIPT = r"""
+-- Cycles through the request bodies of a file, one JSON body a line; prints one RESULT line at the end.
+local bodies, next_body = {}, 0
+function init(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+end
+function request()
+  next_body = next_body % #bodies + 1
+  return wrk.format("POST", "/v1/predict", {["Content-Type"] = "application/json"}, bodies[next_body])
+end
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %f %f\n", summary.requests, summary.duration,
+    errors.connect, errors.read, errors.write, errors.status, errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def run_wrk(url: str, script: Path, body_file: Path, concurrency: int, seconds: float) -> dict:
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script),
+               url + "/v1/predict", "--", str(body_file)]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120).stdout
+    fields = next(line for line in output.splitlines() if line.startswith("RESULT")).split()[1:]
+    requests, duration_us, *errors = (int(value) for value in fields[:7])
+    return {
+        "requests": requests,
+        "seconds": duration_us / 1e6,
+        "errors": dict(zip(("connect", "read", "write", "status", "timeout"), errors)),
+        "p50": float(fields[7]) / 1e6,
+        "p99": float(fields[8]) / 1e6,
+    }
+
+
+def wrk_scenario(name: str, url: str, bodies: list[bytes], records_each: int, concurrency: int, max_seconds: float) -> dict:
+    """The same load from wrk (C, one thread): a lighter client than Python's, so that the latency it
+    reports is the server's and the loopback's, not the load generator's own wait for the CPU. wrk runs
+    for a time, not a count: a 5 s warm-up run measures the rate, and the measured run lasts long
+    enough for about ``len(bodies)`` requests (10% more); the table gives the count it reached."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        script, body_file = Path(folder) / "load.lua", Path(folder) / "bodies.txt"
+        script.write_text(WRK_SCRIPT, encoding="utf-8")
+        body_file.write_bytes(b"\n".join(bodies) + b"\n")
+        warm = run_wrk(url, script, body_file, concurrency, 5)
+        rate = max(warm["requests"] / max(warm["seconds"], 1e-3), 1.0)
+        result = run_wrk(url, script, body_file, concurrency, min(max_seconds, 1.1 * len(bodies) / rate + 1))
+    errors = {kind: count for kind, count in result["errors"].items() if count}
+    return {
+        "scenario": name + " (wrk)",
+        "requests": result["requests"],
+        "records": result["requests"] * records_each,
+        "errors": sum(errors.values()),
+        "error kinds": errors,
+        "p50 ms": 1000 * result["p50"],
+        "p99 ms": 1000 * result["p99"],
+        "server p50 ms": math.nan,
+        "server p99 ms": math.nan,
+        "requests/s": result["requests"] / result["seconds"],
+        "records/s": result["requests"] * records_each / result["seconds"],
+        "seconds": result["seconds"],
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -209,7 +275,8 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         "# Serving load benchmark",
         "",
         f"`benchmarks/serve_load.py`: `multifield serve` on {settings['model']}; the clients "
-        "(httpx.AsyncClient) run in a second process on the same machine. Latency is measured by the client, "
+        "(httpx.AsyncClient in the benchmark's process, or wrk with one thread: rows marked (wrk)) run in a second "
+        "process on the same machine. Latency is measured by the client, "
         "from sending a request to reading its whole answer; the server columns are the server's own time "
         "(its `Server-Timing` header: from the request reaching the application to the answer starting, "
         "queueing for the model included).",
@@ -220,7 +287,7 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
     for row in rows:
         lines.append(
             f"| {row['scenario']} | {row['requests']} | {row['records']} | {row['errors']} | {row['p50 ms']:.1f} "
-            f"| {row['p99 ms']:.1f} | {row['server p50 ms']:.1f} | {row['server p99 ms']:.1f} "
+            f"| {row['p99 ms']:.1f} | {_ms(row['server p50 ms'])} | {_ms(row['server p99 ms'])} "
             f"| {row['requests/s']:.0f} | {row['records/s']:.0f} |"
         )
     lines += ["", "Machine and run:", ""]
@@ -237,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write.")
     parser.add_argument("--time-limit", type=float, default=600, help="Seconds for the whole load (startup excluded).")
     parser.add_argument("--serve-option", action="append", default=[], help="Passed on to `multifield serve`.")
+    parser.add_argument(
+        "--client", choices=("httpx", "wrk", "both"), default="both" if shutil.which("wrk") else "httpx",
+        help="Load generator: Python's httpx, wrk (Debian package wrk), or both one after the other.",
+    )
     args = parser.parse_args(argv)
 
     model = args.model or ensure_model(DEFAULT_MODEL)
@@ -253,10 +324,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server ready after {ready_seconds:.0f} s (load, warm-up); load average {load_before}", flush=True)
         deadline = time.monotonic() + args.time_limit
         clients = args.concurrency
-        rows = [
-            scenario(f"1 record per request, {clients} clients", server.url, singles, 1, clients, deadline),
-            scenario(f"{BATCH_RECORDS} records per request, {clients} clients", server.url, batches, BATCH_RECORDS, clients, deadline),
-        ]
+        rows = []
+        if args.client in ("httpx", "both"):
+            rows += [
+                scenario(f"1 record per request, {clients} clients", server.url, singles, 1, clients, deadline),
+                scenario(f"{BATCH_RECORDS} records per request, {clients} clients", server.url, batches, BATCH_RECORDS, clients, deadline),
+            ]
+        if args.client in ("wrk", "both"):
+            seconds = max(30.0, deadline - time.monotonic())
+            rows += [
+                wrk_scenario(f"1 record per request, {clients} clients", server.url, singles, 1, clients, seconds),
+                wrk_scenario(f"{BATCH_RECORDS} records per request, {clients} clients", server.url, batches, BATCH_RECORDS, clients, seconds),
+            ]
         if args.sequential:
             rows.append(scenario("1 record per request, 1 client", server.url, singles[: args.sequential], 1, 1, deadline))
     info = machine_info()
@@ -280,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     print(f"written to {args.out}")
     return 0 if all(row["errors"] == 0 for row in rows) else 1
+
+
+def _ms(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.1f}"
 
 
 def _version(name: str) -> str:
