@@ -5,24 +5,42 @@ from __future__ import annotations
 
 import html
 import io
+import json
+import os
+import tempfile
 from pathlib import Path
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:960px;color:#1d1d1f;
-line-height:1.45;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin:0 0 .4rem}
-.record{border:1px solid #ddd;border-radius:8px;padding:1rem 1.2rem;margin:1.2rem 0}
-.genres{display:grid;grid-template-columns:10rem 1fr 3.5rem 1.5rem;gap:.15rem .6rem;align-items:center;
-font-size:.9rem;margin:.6rem 0}
-.bar{height:.7rem;background:#eee;border-radius:4px;overflow:hidden}
-.bar span{display:block;height:100%;background:#6b8afd}
-.predicted .bar span{background:#2f55d4}
-.right{color:#1a7f37}.wrong{color:#c62828}.missed{color:#9a6700}
-.field{margin:.7rem 0}.field-name{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#666}
-.words{font-size:1rem}
-.w{border-radius:3px;padding:0 1px;cursor:default}
-.truth{font-size:.9rem;color:#444}
-.legend{font-size:.85rem;color:#555}
+:root{--ink:#1f2328;--muted:#656d76;--line:#d8dee4;--soft:#f6f8fa;--accent:#2f55d4;--bar:#9db2f5;
+--right:#1a7f37;--wrong:#cf222e;--missed:#9a6700}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:var(--ink);
+background:#fff;line-height:1.5}
+main{max-width:980px;margin:0 auto;padding:2rem 1.25rem 3rem}
+h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:0 0 .3rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}
+.lead{color:var(--muted);margin:0 0 1.2rem}
+.record{border:1px solid var(--line);border-radius:10px;padding:1rem 1.25rem;margin:1.1rem 0;background:#fff}
+.record h2 .id{font-weight:400;color:var(--muted);font-size:.8rem;margin-left:.5rem}
+.truth{font-size:.88rem;color:var(--muted);margin-bottom:.3rem}
+.genres{display:grid;grid-template-columns:minmax(7rem,11rem) 1fr 3rem 4.2rem;gap:.2rem .7rem;align-items:center;
+font-size:.88rem;margin:.5rem 0 .8rem}
+.genres .label.predicted{font-weight:600}
+.bar{height:.62rem;background:#eef1f5;border-radius:99px;overflow:hidden}
+.bar span{display:block;height:100%;background:var(--bar);border-radius:99px}
+.bar.predicted span{background:var(--accent)}
+.score{text-align:right;font-variant-numeric:tabular-nums;color:var(--muted)}
+.mark{font-size:.8rem}
+.right{color:var(--right)}.wrong{color:var(--wrong)}.missed{color:var(--missed)}
+.field{margin:.75rem 0 0}
+.field-name{font-size:.72rem;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
+.words{font-size:.98rem}
+.words.empty{color:var(--muted);font-style:italic}
+.w{border-radius:3px;padding:1px 0;cursor:help}
+.unread{color:#9aa1a9}
+.head{display:block;margin:.15rem 0}.head-name{font-size:.75rem;color:var(--muted);margin-right:.5rem}
+.legend{font-size:.85rem;color:var(--muted)}
+.scale{display:inline-block;width:7rem;height:.7rem;vertical-align:middle;border-radius:3px;margin:0 .3rem;
+background:linear-gradient(90deg,rgba(255,170,0,0),rgba(255,170,0,.85))}
 """
 
 
@@ -31,110 +49,217 @@ def _shade(weight: float, peak: float) -> str:
     return f"background:rgba(255,170,0,{alpha * 0.85:.3f})"
 
 
-def field_html(text: str, pairs: list) -> str:
-    """The field's text as written, each token shaded by its weight (tooltip: the weight); the text
-    between tokens (spaces) is kept, and punctuation stays where it was."""
+def _is_punctuation(token: str) -> bool:
+    return not any(character.isalnum() for character in token)
+
+
+def word_spans(text: str, pairs: list) -> list[tuple[int | None, int | None, list]]:
+    """The tokens of ``pairs`` located in ``text`` and merged back into the words as written: tokens that
+    touch (no space between, as in "Twenty-two" or "D'Onofrio") form one word, except punctuation at either
+    end of it ("Park," is "Park" and ","). Each item is ``(start, end, [[token, weight], ...])``; a token not
+    found in the text has ``None`` offsets."""
+    located, cursor = [], 0
+    for token, weight in pairs:
+        start = text.find(token, cursor) if token else -1
+        if start < 0:
+            located.append((None, None, [[token, weight]]))
+            continue
+        located.append((start, start + len(token), [[token, weight]]))
+        cursor = start + len(token)
+    groups: list[list] = []
+    for item in located:
+        previous = groups[-1][-1] if groups else None
+        if item[0] is not None and previous is not None and previous[1] == item[0]:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    spans = []
+    for group in groups:
+        head, tail = [], []
+        while len(group) > 1 and _is_punctuation(group[0][2][0][0]):
+            head.append(group.pop(0))
+        while len(group) > 1 and _is_punctuation(group[-1][2][0][0]):
+            tail.insert(0, group.pop())
+        core = (group[0][0], group[-1][1], [pair for item in group for pair in item[2]])
+        spans.extend(head + [core] + tail)
+    return spans
+
+
+def _word_html(word: str, tokens: list, peak: float) -> str:
+    weight = sum(w for _, w in tokens)
+    if len(tokens) == 1:
+        tooltip = f"{weight:.4f}"
+    else:
+        tooltip = f"{weight:.4f} = " + " + ".join(f"{token} {w:.4f}" for token, w in tokens)
+    data_tokens = json.dumps(tokens, ensure_ascii=False, separators=(",", ":"))
+    return (
+        f'<span class="w" style="{_shade(weight, peak)}" title="{html.escape(tooltip)}" data-weight="{weight:.6f}" '
+        f'data-tokens="{html.escape(data_tokens)}">{html.escape(word)}</span>'
+    )
+
+
+def display_text(value) -> str:
+    """A field's value as shown: a string as written, a list of items joined by commas."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def field_html(text, pairs: list) -> str:
+    """The field's text as written, each word shaded by its attention weight (pieces of one word summed;
+    tooltip and ``data-weight``: the weight, ``data-tokens``: the tokens and weights of ``predict --attention``).
+    Spaces and punctuation stay where they were; text beyond what the model read is shown greyed."""
+    text = display_text(text)
     if pairs and isinstance(pairs[0][0], list):  # several heads: one row per head
         return "".join(
-            f'<div class="words"><span class="legend">head {h + 1}: </span>{field_html(text, head)}</div>'
+            f'<div class="head"><span class="head-name">head {h + 1}</span>{field_html(text, head)}</div>'
             for h, head in enumerate(pairs)
         )
-    peak = max((weight for _, weight in pairs), default=0.0)
+    if not text and not pairs:
+        return '<span class="words empty">(empty)</span>'
+    spans = word_spans(text, pairs)
+    peak = max((sum(w for _, w in tokens) for _, _, tokens in spans), default=0.0)
     pieces, cursor = [], 0
-    for word, weight in pairs:
-        start = text.find(word, cursor) if isinstance(text, str) else -1
-        if start < 0:  # not found as written (items fields): show the token on its own
-            pieces.append(" ")
-        else:
-            pieces.append(html.escape(text[cursor:start]))
-            cursor = start + len(word)
+    for start, end, tokens in spans:
+        if start is None:  # not found as written: show the token on its own
+            pieces.append(" " + _word_html(tokens[0][0], tokens, peak))
+            continue
+        pieces.append(html.escape(text[cursor:start]))
+        pieces.append(_word_html(text[start:end], tokens, peak))
+        cursor = end
+    rest = text[cursor:]
+    if rest.strip():
         pieces.append(
-            f'<span class="w" style="{_shade(weight, peak)}" title="{weight:.4f}" data-weight="{weight:.6f}">'
-            f"{html.escape(word)}</span>"
+            f'<span class="unread" title="not read: beyond the {len(pairs)} tokens the model reads of this field">'
+            f"{html.escape(rest)}</span>"
         )
-    if isinstance(text, str):
-        pieces.append(html.escape(text[cursor:]))
+    else:
+        pieces.append(html.escape(rest))
     return f'<span class="words">{"".join(pieces)}</span>'
 
 
-def record_html(record: dict, prediction: dict, label_field: str | None, title_field: str | None) -> str:
+def _truth(record: dict, label_field: str | None) -> set[str] | None:
     from multifield.data.labels import parse_labels
 
-    title = record.get(title_field) if title_field else None
-    heading = html.escape(str(title or prediction.get("id") or ""))
-    truth = None
-    if label_field and record.get(label_field) not in (None, "", []):
-        try:
-            truth = set(parse_labels(record[label_field]))
-        except ValueError:
-            truth = None
+    if not label_field or record.get(label_field) in (None, "", []):
+        return None
+    try:
+        return set(parse_labels(record[label_field]))
+    except ValueError:
+        return None
+
+
+def genre_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) -> str:
+    """The label grid: name, probability bar, probability, and right/wrong/missed when the truth is known.
+    Labels under ``floor`` are left out unless predicted or true."""
     predicted = set(prediction["labels"])
     rows = []
-    ranked = sorted(prediction["scores"].items(), key=lambda item: -item[1])
-    for label, score in ranked:
-        if score < 0.05 and label not in predicted and (truth is None or label not in truth):
+    for label, score in sorted(prediction["scores"].items(), key=lambda item: -item[1]):
+        if score < floor and label not in predicted and (truth is None or label not in truth):
             continue
         mark, css = "", ""
         if truth is not None:
             if label in predicted:
-                mark, css = ("✓", "right") if label in truth else ("✗", "wrong")
+                mark, css = ("✓ right", "right") if label in truth else ("✗ wrong", "wrong")
             elif label in truth:
                 mark, css = "missed", "missed"
-        row_class = "predicted" if label in predicted else ""
+        chosen = " predicted" if label in predicted else ""
         rows.append(
-            f'<div class="{row_class} {css}">{"<b>" if label in predicted else ""}{html.escape(label)}'
-            f'{"</b>" if label in predicted else ""}</div><div class="{row_class} bar"><span style="width:{score * 100:.1f}%">'
-            f'</span></div><div>{score:.2f}</div><div class="{css}">{mark}</div>'
+            f'<div class="label{chosen} {css}">{html.escape(label)}</div>'
+            f'<div class="bar{chosen}"><span style="width:{score * 100:.1f}%"></span></div>'
+            f'<div class="score">{score:.2f}</div><div class="mark {css}">{mark}</div>'
         )
+    return f'<div class="genres">{"".join(rows)}</div>'
+
+
+def record_html(record: dict, prediction: dict, label_field: str | None, title_field: str | None) -> str:
+    """One record: heading, true labels, the label grid, and each attention field's words shaded."""
+    title = record.get(title_field) if title_field else None
+    record_id = prediction.get("id")
+    heading = html.escape(str(title or record_id or ""))
+    id_html = f'<span class="id">{html.escape(str(record_id))}</span>' if title and record_id is not None else ""
+    truth = _truth(record, label_field)
     truth_html = (
-        f'<div class="truth">true: {html.escape(", ".join(sorted(truth)))}</div>' if truth is not None else ""
+        f'<div class="truth">true: {html.escape(", ".join(sorted(truth)) or "(none)")}</div>' if truth is not None else ""
     )
     fields = "".join(
         f'<div class="field" data-field="{html.escape(name)}"><div class="field-name">{html.escape(name)}</div>'
-        f'{field_html(record.get(name) or "", pairs)}</div>'
+        f"{field_html(record.get(name), pairs)}</div>"
         for name, pairs in prediction.get("attention", {}).items()
     )
     return (
-        f'<section class="record" data-id="{html.escape(str(prediction.get("id")))}"><h2>{heading}</h2>{truth_html}'
-        f'<div class="genres">{"".join(rows)}</div>{fields}</section>'
+        f'<section class="record" data-id="{html.escape(str(record_id))}"><h2>{heading}{id_html}</h2>{truth_html}'
+        f"{genre_rows(prediction, truth)}{fields}</section>"
     )
+
+
+LEGEND = (
+    '<p class="legend">Bars: the predicted probability of each label (dark: predicted). Words are shaded by the '
+    'attention the model gave them <span class="scale"></span> (the darkest word of a field has its largest weight; '
+    "hover for the weight, pieces of a word such as <i>Twenty-two</i> are summed); grey text lies beyond the "
+    "tokens the model reads.</p>"
+)
+
+
+def records_html(records: list[dict], predictions: list[dict], label_field: str | None) -> str:
+    """The explain sections of these records (for a report of its own or inside the training report)."""
+    title_field = next((key for key in ("title", "name") if any(key in r for r in records)), None)
+    return "".join(record_html(r, p, label_field, title_field) for r, p in zip(records, predictions))
 
 
 def report_html(records: list[dict], predictions: list[dict], label_field: str | None, title: str = "multifield explain") -> str:
-    title_field = next((key for key in ("title", "name") if any(key in r for r in records)), None)
-    body = "".join(record_html(r, p, label_field, title_field) for r, p in zip(records, predictions))
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-        '<p class="legend">Bars: predicted probability per label (bold: predicted). Words are shaded by the '
-        "attention the model gave them (hover for the weight; the darkest word of a field has the largest "
-        f"weight).</p>{body}</body></html>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1>{LEGEND}"
+        f"{records_html(records, predictions, label_field)}</main></body></html>"
     )
 
 
+HEATMAP_COLUMNS = 40
+
+
+def _plain(text: str) -> str:
+    """Text for matplotlib, which would read a pair of ``$`` as mathematics."""
+    return str(text).replace("$", r"\$")
+
+
 def heatmap_png(prediction: dict, title: str = "") -> bytes:
-    """One row per attention field (and head), one cell per token, coloured by weight."""
+    """One row per attention field (and head), one cell per token, coloured by weight; a field longer than
+    ``HEATMAP_COLUMNS`` tokens is wrapped onto several rows, coloured on one scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = []
+    rows = []  # (name, pairs, largest weight of the field)
     for name, pairs in prediction.get("attention", {}).items():
         heads = pairs if pairs and isinstance(pairs[0][0], list) else [pairs]
         for h, head in enumerate(heads):
-            rows.append((name if len(heads) == 1 else f"{name} ({h + 1})", head))
-    rows = [row for row in rows if row[1]]
-    width = max((len(pairs) for _, pairs in rows), default=1)
-    figure, axes = plt.subplots(len(rows) or 1, 1, figsize=(min(24, 2 + 0.42 * width), 1.2 + 1.6 * max(1, len(rows))), squeeze=False)
-    for axis, (name, pairs) in zip(axes[:, 0], rows):
-        weights = np.array([[weight for _, weight in pairs]])
-        axis.imshow(weights, aspect="auto", cmap="Oranges", vmin=0)
-        axis.set_xticks(range(len(pairs)), [word for word, _ in pairs], rotation=60, ha="right", fontsize=8)
-        axis.set_yticks([0], [name])
+            if not head:
+                continue
+            label = name if len(heads) == 1 else f"{name} (head {h + 1})"
+            peak = max(weight for _, weight in head) or 1.0
+            for start in range(0, len(head), HEATMAP_COLUMNS):
+                rows.append((label if start == 0 else "", head[start : start + HEATMAP_COLUMNS], peak))
+    width = max((len(pairs) for _, pairs, _ in rows), default=1)
+    figure, axes = plt.subplots(
+        len(rows) or 1, 1, figsize=(2 + 0.3 * width, 1.0 + 1.15 * max(1, len(rows))), squeeze=False
+    )
+    for axis, (name, pairs, peak) in zip(axes[:, 0], rows):
+        weights = np.full((1, width), np.nan)
+        weights[0, : len(pairs)] = [weight for _, weight in pairs]
+        axis.imshow(weights, aspect="auto", cmap="Oranges", vmin=0, vmax=peak)
+        axis.set_xticks(range(len(pairs)), [_plain(word) for word, _ in pairs], rotation=60, ha="right", fontsize=8)
+        axis.set_yticks([0], [_plain(name)])
+        axis.tick_params(length=0)
+    if not rows:
+        axes[0, 0].set_axis_off()
     if title:
-        figure.suptitle(title)
+        figure.suptitle(_plain(title))
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
@@ -142,11 +267,21 @@ def heatmap_png(prediction: dict, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place (readable as any new file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)
+    os.replace(handle.name, path)
+    return path
+
+
 def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit: int | None = None) -> int:
     """Predict with attention and write the HTML report (and PNG heatmaps); the number of records shown."""
-    import os
-    import tempfile
-
     from multifield.classifier import as_table
 
     table = as_table(data)
@@ -154,10 +289,7 @@ def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit
         table = table.subset(range(min(limit, len(table))))
     predictions = classifier.predict_records(table, attention=True)
     page = report_html(table.records, predictions, classifier.config_.labels.field, f"{classifier.config_.name}: what the model read")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(page)
-    os.replace(handle.name, out)
+    write_text_atomic(out, page)
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         for index, prediction in enumerate(predictions):

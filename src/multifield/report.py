@@ -1,0 +1,294 @@
+"""The training report: one self-contained HTML page per run (learning curves, per-label F1 with support, the
+labels wrongly predicted for each true label, the model summary, and what the model read in a few validation
+records), written by ``multifield train`` into the bundle and by ``multifield demo`` beside it."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from multifield.explain import CSS as EXPLAIN_CSS
+from multifield.explain import LEGEND, records_html, write_text_atomic
+
+EXPLAINED_RECORDS = 5
+MAX_REREAD_BYTES = 256 * 1024 * 1024
+
+CSS = (
+    EXPLAIN_CSS
+    + """
+nav{font-size:.88rem;margin:.2rem 0 1.5rem;display:flex;flex-wrap:wrap;gap:.3rem 1rem}
+nav a{color:var(--accent);text-decoration:none}
+section.part{margin:2.2rem 0 0}
+section.part>h2{font-size:1.25rem;border-bottom:1px solid var(--line);padding-bottom:.3rem;margin-bottom:.8rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.6rem;margin:1rem 0}
+.card{border:1px solid var(--line);border-radius:10px;padding:.6rem .8rem;background:var(--soft)}
+.card .value{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
+.card .name{font-size:.75rem;color:var(--muted);text-transform:uppercase;letter-spacing:.05em}
+img.plot{max-width:100%;height:auto;border:1px solid var(--line);border-radius:8px;margin:.4rem 0}
+table.data{border-collapse:collapse;font-size:.85rem;font-variant-numeric:tabular-nums}
+table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid var(--line);text-align:right}
+table.data th:first-child,table.data td:first-child{text-align:left}
+pre.summary{font-size:.72rem;line-height:1.25;background:var(--soft);border:1px solid var(--line);border-radius:8px;
+padding:.8rem;overflow-x:auto}
+p.note{font-size:.88rem;color:var(--muted)}
+"""
+)
+
+
+def _png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img class="plot" alt="{html.escape(alt)}" src="{_png_data_uri(png)}">'
+
+
+def _figure_png(figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def per_label_f1_png(per_label: list[dict]) -> bytes:
+    """Horizontal bars of each label's F1 (precision and recall as ticks), labels by support, support written."""
+    plt = _pyplot()
+    rows = sorted(per_label, key=lambda row: (row["support"], row["label"]))
+    figure, axis = plt.subplots(figsize=(9, 0.9 + 0.3 * max(1, len(rows))))
+    positions = np.arange(len(rows))
+    axis.barh(positions, [row["f1"] for row in rows], color="#2f55d4", height=0.65, label="F1")
+    axis.scatter([row["precision"] for row in rows], positions, marker="|", s=120, color="#1a7f37", label="precision", zorder=3)
+    axis.scatter([row["recall"] for row in rows], positions, marker="|", s=120, color="#cf222e", label="recall", zorder=3)
+    axis.set_yticks(positions, [f"{row['label']}  (n={row['support']})" for row in rows], fontsize=8)
+    for position, row in zip(positions, rows):
+        axis.text(min(row["f1"], 1.0) + 0.01, position, f"{row['f1']:.2f}", va="center", fontsize=7, color="#444")
+    axis.set_xlim(0, 1.08)
+    axis.set_xlabel("validation F1 (labels ordered by support: validation records holding the label)")
+    axis.grid(axis="x", alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def error_cooccurrence(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``wrong[t, p]``: records whose true labels hold ``t`` and whose prediction holds ``p`` although ``p``
+    is not true; ``missed[t]``: records whose true label ``t`` was not predicted."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    false_positive = (np.asarray(y_pred, dtype=np.int64) * (1 - y_true)).astype(np.int64)
+    wrong = y_true.T @ false_positive
+    missed = (y_true * (1 - np.asarray(y_pred, dtype=np.int64))).sum(axis=0)
+    return wrong, missed
+
+
+def error_cooccurrence_png(wrong: np.ndarray, missed: np.ndarray, labels: list[str]) -> bytes:
+    plt = _pyplot()
+    size = len(labels)
+    matrix = np.concatenate([wrong, missed[:, None]], axis=1).astype(float)
+    figure, axis = plt.subplots(figsize=(2.5 + 0.42 * (size + 1), 1.8 + 0.36 * size))
+    image = axis.imshow(matrix, cmap="Reds", aspect="auto", vmin=0)
+    axis.set_xticks(range(size + 1), labels + ["(missed)"], rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(size), labels, fontsize=8)
+    axis.set_xlabel("label predicted wrongly (last column: the true label was missed)")
+    axis.set_ylabel("true label")
+    axis.axvline(size - 0.5, color="#888", linewidth=1)
+    peak = matrix.max() if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=6,
+                      color="white" if count > 0.6 * peak else "#333")
+    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def model_summary(model) -> str:
+    """Keras' ``model.summary()`` as plain text."""
+    lines: list[str] = []
+    model.summary(line_length=110, print_fn=lambda line, *args, **kwargs: lines.append(str(line)))
+    return "\n".join(lines)
+
+
+def validation_table(classifier, train=None, valid=None):
+    """The validation records of a run: ``valid``, or the part of ``train`` that ``fit`` split off by the
+    hash of the id (the same split, so the same records)."""
+    from multifield.classifier import as_table
+    from multifield.data.encoding import record_ids
+    from multifield.data.split import split_by_hash
+
+    if valid is not None:
+        return as_table(valid, "<valid>")
+    if train is None:
+        return None
+    if isinstance(train, (str, os.PathLike)) and os.path.getsize(train) > MAX_REREAD_BYTES:
+        return None  # a file this large was streamed; reading it again for the report is not worth it
+    table = as_table(train, "<train>")
+    _, valid_index = split_by_hash(record_ids(classifier.config_, table), classifier.config_.training.validation_fraction)
+    return table.subset(valid_index)
+
+
+def _card(name: str, value) -> str:
+    return f'<div class="card"><div class="value">{html.escape(str(value))}</div><div class="name">{html.escape(name)}</div></div>'
+
+
+def _cards(metrics: dict) -> str:
+    validation = metrics.get("validation") or {}
+    cards = []
+    for key, name in (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_f1", "samples-F1"),
+                      ("precision_at_1", "precision@1")):
+        if key in validation:
+            cards.append(_card(f"validation {name}", f"{validation[key]:.3f}"))
+    for key, name in (("best_epoch", "best epoch"), ("epochs_run", "epochs run"), ("train_records", "training records"),
+                      ("validation_records", "validation records")):
+        if key in metrics:
+            cards.append(_card(name, f"{metrics[key]:,}" if isinstance(metrics[key], int) else metrics[key]))
+    if "train_seconds" in metrics:
+        cards.append(_card("training time", f"{metrics['train_seconds'] / 60:.1f} min"))
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _per_label_table(per_label: list[dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(row['label'])}</td><td>{row['support']}</td><td>{row['precision']:.3f}</td>"
+        f"<td>{row['recall']:.3f}</td><td>{row['f1']:.3f}</td></tr>"
+        for row in sorted(per_label, key=lambda row: -row["support"])
+    )
+    return (
+        '<details><summary>the numbers</summary><table class="data"><tr><th>label</th><th>support</th>'
+        f"<th>precision</th><th>recall</th><th>F1</th></tr>{rows}</table></details>"
+    )
+
+
+def _top_errors(wrong: np.ndarray, labels: list[str], count: int = 8) -> str:
+    pairs = sorted(((int(wrong[t, p]), labels[t], labels[p]) for t, p in zip(*np.nonzero(wrong))), reverse=True)[:count]
+    if not pairs:
+        return '<p class="note">No label was predicted wrongly on the validation records.</p>'
+    items = "".join(
+        f"<tr><td>{html.escape(true)}</td><td>{html.escape(predicted)}</td><td>{n}</td></tr>" for n, true, predicted in pairs
+    )
+    return (
+        '<table class="data"><tr><th>true label</th><th>predicted wrongly</th><th>records</th></tr>'
+        f"{items}</table>"
+    )
+
+
+def training_report_html(classifier, valid=None, explained: int = EXPLAINED_RECORDS, title: str | None = None) -> str:
+    """The report of a fitted (or loaded) classifier; ``valid`` (a path, DataFrame, records or Table of the
+    validation records) adds the error co-occurrence and the explained records."""
+    import keras
+
+    import multifield
+    from multifield.classifier import as_table
+    from multifield.metrics import evaluate
+    from multifield.thresholds import decide
+    from multifield.training import learning_curves_png
+
+    config = classifier.config_
+    labels = list(classifier.labels_)
+    metrics = dict(getattr(classifier, "metrics_", {}) or {})
+    history = getattr(classifier, "history_", {}) or {}
+    title = title or f"{config.name}: training report"
+    parts: list[tuple[str, str, str]] = []  # (anchor, heading, body)
+
+    histories = history.get("members") or ([history] if history.get("loss") else [])
+    if histories:
+        body = _img(learning_curves_png(histories), "learning curves")
+        body += (
+            '<p class="note">Training loss per epoch (validation loss dashed), validation micro-F1 at the best single '
+            "threshold, and the learning rate at the end of each epoch. The weights of the best epoch are kept.</p>"
+        )
+        parts.append(("curves", "Learning curves", body))
+
+    table = as_table(valid, "<valid>") if valid is not None else None
+    per_label = (metrics.get("validation") or {}).get("per_label")
+    wrong_body = ""
+    if table is not None and len(table):
+        y_true, _ = classifier.encoder_.encode_labels(table)
+        scores = classifier.predict_proba(table)
+        y_pred = decide(scores, classifier.thresholds_, config.training.min_labels)
+        validation = evaluate(y_true, y_pred, scores, labels)
+        metrics.setdefault("validation", validation)
+        per_label = validation["per_label"]
+        wrong, missed = error_cooccurrence(y_true, y_pred)
+        wrong_body = (
+            '<p class="note">For each true label (row), how many validation records holding it were also given a '
+            "label they do not hold (column), and how many missed it (last column). Rows that light up across the "
+            "same columns show labels the model confuses.</p>"
+            + _img(error_cooccurrence_png(wrong, missed, labels), "labels predicted wrongly, by true label")
+            + "<h3>Most frequent wrong labels</h3>"
+            + _top_errors(wrong, labels)
+        )
+    if per_label:
+        body = _img(per_label_f1_png(per_label), "per-label F1") + _per_label_table(per_label)
+        parts.append(("labels", "F1 per label", body))
+    if wrong_body:
+        parts.append(("errors", "Errors: which labels are predicted wrongly, by true label", wrong_body))
+
+    model = classifier.model_
+    body = (
+        f'<p class="note">{html.escape(model.name)}: {len(model.layers)} layers, {model.count_params():,} parameters.</p>'
+        f'<details><summary>model.summary()</summary><pre class="summary">{html.escape(model_summary(model))}</pre></details>'
+    )
+    parts.append(("model", "Model", body))
+
+    if table is not None and len(table) and explained:
+        sample = table.subset(range(min(explained, len(table))))
+        predictions = classifier.predict_records(sample, attention=True)
+        body = LEGEND + records_html(sample.records, predictions, config.labels.field)
+        parts.append(("read", f"What the model read: {len(sample.records)} validation records", body))
+
+    nav = "".join(f'<a href="#{anchor}">{html.escape(heading.split(":")[0])}</a>' for anchor, heading, _ in parts)
+    sections = "".join(
+        f'<section class="part" id="{anchor}"><h2>{html.escape(heading)}</h2>{body}</section>' for anchor, heading, body in parts
+    )
+    created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lead = (
+        f"multifield {html.escape(multifield.__version__)} · Keras {html.escape(keras.__version__)} "
+        f"({html.escape(keras.backend.backend())}) · {len(labels)} labels · fields "
+        + ", ".join(html.escape(name) for name in config.fields)
+        + f" · written {created}"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>'
+        f'<style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1><p class="lead">{lead}</p>'
+        f"{_cards(metrics)}<nav>{nav}</nav>{sections}</main></body></html>"
+    )
+
+
+def write_training_report(classifier, out: str | os.PathLike, valid=None, explained: int = EXPLAINED_RECORDS) -> Path:
+    """Write the training report to ``out`` atomically (a temporary file renamed into place)."""
+    return write_text_atomic(out, training_report_html(classifier, valid, explained))
+
+
+def write_run_report(classifier, out: str | os.PathLike, train=None, valid=None, console=None) -> Path | None:
+    """The report of a training run just finished (``train``/``valid`` as given to ``fit``). A failure is told
+    on ``console`` and returns None: the trained bundle matters more than its report."""
+    try:
+        path = write_training_report(classifier, out, validation_table(classifier, train, valid))
+    except Exception as error:  # noqa: BLE001 - any failure of the report must leave the run's result intact
+        if console is not None:
+            console.print(f"[yellow]warning:[/] no training report ({type(error).__name__}: {error})", highlight=False)
+        return None
+    if console is not None:
+        console.print(f"training report written to {path}")
+    return path
+
+
+__all__ = ["error_cooccurrence", "training_report_html", "validation_table", "write_run_report", "write_training_report"]
