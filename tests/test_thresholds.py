@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn.metrics import f1_score
 
 from multifield.thresholds import best_global_threshold, decide, tune_thresholds
@@ -33,3 +34,17 @@ def test_rare_labels_keep_the_global_threshold():
     global_threshold, _ = best_global_threshold(y, scores)
     assert thresholds[1] == np.float32(global_threshold)
     assert np.all(tune_thresholds(y, scores, "global") == np.float32(global_threshold))
+
+
+def test_shrinkage_moves_per_label_thresholds_toward_the_global_one():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(400, 2))
+    scores = np.where(y == 1, np.array([0.35, 0.75]), np.array([0.25, 0.65])) + rng.normal(0, 0.01, size=y.shape)
+    own = tune_thresholds(y, scores, "per_label")
+    global_threshold, _ = best_global_threshold(y, scores)
+    half = tune_thresholds(y, scores, "per_label", shrinkage=0.5)
+    np.testing.assert_allclose(half, (own + global_threshold) / 2, atol=1e-6)
+    np.testing.assert_allclose(tune_thresholds(y, scores, "per_label", shrinkage=1.0), global_threshold, atol=1e-6)
+    np.testing.assert_allclose(tune_thresholds(y, scores, "per_label", shrinkage=0.0), own)
+    with pytest.raises(ValueError, match="shrinkage"):
+        tune_thresholds(y, scores, "per_label", shrinkage=1.5)

@@ -120,10 +120,22 @@ class TrainingConfig(_Strict):
     thresholds: Literal["per_label", "global"] = Field(
         "per_label", description="Decision thresholds tuned on validation: one per label, or one for all."
     )
+    threshold_shrinkage: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="With per_label thresholds: move each label's threshold this part of the way back to the "
+        "global one (0 keeps it, 1 is the global threshold); damps thresholds over-fitted to a small validation set.",
+    )
     min_labels: int = Field(
         1, ge=0, description="Always predict at least this many labels (the best-scored ones)."
     )
     seed: int = Field(42, description="Seed for weights, shuffling and splitting.")
+    length_buckets: bool = Field(
+        True,
+        description="Group records of similar length (the longest attention field) into batches, each cut to its "
+        "longest record; false pads every batch to max_tokens.",
+    )
     ensemble: int = Field(
         1, ge=1, le=16, description="Models trained with seeds seed, seed+1, ...; their scores and attention are averaged."
     )

@@ -33,14 +33,24 @@ def best_global_threshold(y_true: np.ndarray, scores: np.ndarray, min_labels: in
 
 
 def tune_thresholds(
-    y_true: np.ndarray, scores: np.ndarray, mode: str = "per_label", min_support: int = 5, min_labels: int = 0
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    mode: str = "per_label",
+    min_support: int = 5,
+    min_labels: int = 0,
+    shrinkage: float = 0.0,
 ) -> np.ndarray:
     """One threshold per label.
 
     ``global``: the threshold that maximises micro-F1 for every label. ``per_label``: each label's own
     F1-maximising threshold, starting from the global one; labels with fewer than ``min_support``
     validation positives keep the global threshold, since a few examples would over-fit it.
+    ``shrinkage`` (0 to 1) moves each per-label threshold that part of the way back to the global one:
+    a label's best threshold on a small validation set is noisy, and half-way keeps most of its gain
+    in macro-F1 without losing micro-F1 to the noise.
     """
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
     global_threshold, _ = best_global_threshold(y_true, scores, min_labels)
     thresholds = np.full(scores.shape[1], global_threshold, dtype=np.float32)
     if mode == "global":
@@ -59,4 +69,4 @@ def tune_thresholds(
         # Among equally good thresholds, take the one nearest the global threshold.
         candidates = GRID[f1 >= best - 1e-12]
         thresholds[label] = candidates[np.argmin(np.abs(candidates - global_threshold))]
-    return thresholds
+    return (1.0 - shrinkage) * thresholds + shrinkage * global_threshold
