@@ -165,3 +165,15 @@ def test_bad_input_shows_the_servers_message(server_url, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "plot" in page.inner_text("#error")
     page.close()
+
+
+def test_api_docs_render_without_internet(server_url, browser):
+    """/docs loads Swagger UI from this server (the machine running the tests has no internet either)."""
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(server_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert page.locator(".opblock-summary-path", has_text="/v1/predict").count() >= 1
+    assert not failed, failed
+    page.close()

@@ -48,7 +48,12 @@ def test_openapi_schema_is_generated_from_the_config(client):
     assert "ignored" in schema["info"]["description"]  # unknown keys: documented as ignored
     request = schema["components"]["schemas"]["PredictRequest"]["properties"]["records"]
     assert request["minItems"] == 1 and request["maxItems"] == 1000
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    script = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert len(script.content) > 100_000
 
 
 def test_predictions_are_the_library_predictions(client, trained_bundle, movie_files):

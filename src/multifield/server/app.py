@@ -1,4 +1,5 @@
-"""The FastAPI application of ``multifield serve``: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``."""
+"""The FastAPI application of ``multifield serve``: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``,
+and the web page at ``GET /`` (``server/page.py``)."""
 
 import asyncio
 import json
@@ -14,8 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import multifield
 from multifield.errors import MultifieldError
+from multifield.server.api_docs import add_docs_routes
 from multifield.server.body_limit import BodyLimitMiddleware
 from multifield.server.micro_batcher import MicroBatcher, Overloaded
+from multifield.server.page import add_page_routes
 from multifield.server.schemas import (
     ErrorResponse,
     Health,
@@ -152,6 +155,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
         version=multifield.__version__,
         description=_description(model, settings),
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs_routes from files shipped with the package, not from a CDN
         redoc_url=None,
     )
     app.state.model = model
@@ -242,6 +246,9 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     @app.get("/v1/model", response_model=ModelInfo, summary="Describe the served model", tags=["model"])
     async def describe_model():
         return JSONResponse(info)
+
+    add_page_routes(app, model.config)  # GET / (the web page) and GET /v1/example
+    add_docs_routes(app, f"multifield: {model.config.name}")  # GET /docs, Swagger UI without a CDN
 
     @app.get(
         "/healthz",
