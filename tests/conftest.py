@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Compiled functions of the commands the tests run go to a folder of this session, not to ~/.cache.
+os.environ.setdefault("MULTIFIELD_CACHE_DIR", tempfile.mkdtemp(prefix="multifield-xla-"))
 
 import pytest
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import multifield
-from multifield.errors import BundleError, DataError
+from multifield.errors import BundleError, DataError, DataWarning
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,13 @@ def test_duplicate_ids_and_missing_ids_are_named(small_config_path, tmp_path):
 
 def test_wrong_field_type_names_line_and_field(classifier, tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"id": "a", "plot": "fine"}\n{"id": "b", "plot": 5}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl, line 2, field 'plot': expected a string, got int"):
+    path.write_text('{"id": "a", "plot": "fine"}\n{"id": "b", "plot": {"text": "x"}}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2, field 'plot': expected a string, got dict"):
         classifier.predict_proba(path)
+    # A number in a text field has a clear meaning: it is read as text, and said once.
+    path.write_text('{"id": "a", "plot": 5}\n{"id": "b", "plot": 6}\n')
+    with pytest.warns(DataWarning, match=r"field 'plot': numbers are read as text \(2 records, first on line 1\)"):
+        assert classifier.predict_proba(path).shape[0] == 2
 
 
 def test_tampered_bundle_with_a_lambda_layer_is_refused(trained_bundle, tmp_path):

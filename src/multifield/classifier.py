@@ -60,44 +60,68 @@ class MultiFieldClassifier:
         self.config = config
 
     # -- fitting ---------------------------------------------------------------------------------------
-    def fit(self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None, callbacks=None):
+    def fit(
+        self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None, callbacks=None,
+        stream: bool | None = None, checkpoint=None, resume: bool = False,
+    ):
         """Train on ``train`` (a path, DataFrame or list of dicts); validate on ``valid`` or on a stable
         hash split of ``train``. ``epochs`` trains exactly that many epochs, without early stopping.
         ``callbacks`` (Keras callbacks) run after the validation monitor, so their epoch logs hold
-        ``val_micro_f1``; setting ``model.stop_training`` ends training early."""
+        ``val_micro_f1``; setting ``model.stop_training`` ends training early. ``stream`` reads a
+        training file anew each epoch, chunk by chunk, instead of holding it in memory (None: files
+        above 256 MB stream); the validation records are held in memory either way. ``checkpoint`` (a
+        path, or a ``multifield.checkpoints.Checkpoint``) saves the training state after every epoch;
+        ``resume`` continues from it (see ``multifield.checkpoints``)."""
         import keras
 
         from multifield.data.vectors import embedding_matrices
+        from multifield.distribution import label_totals
         from multifield.model import ensemble_model
         from multifield.training import learning_curves_png
 
         config = self.config_ = _resolve_config(self.config)
         training = config.training
         console = console or _console(verbose)
-        train_table = as_table(train, "<train>")
-        train_ids = record_ids(config, train_table)
-        _check_unique(train_ids, train_table)
-        if valid is None:
-            train_index, valid_index = split_by_hash(train_ids, training.validation_fraction)
-            if not train_index or not valid_index:
-                raise DataError(
-                    f"too few records to split off a validation part ({len(train_ids)} records); give --valid",
-                    train_table.path,
-                )
-            train_table, valid_table = train_table.subset(train_index), train_table.subset(valid_index)
-        else:
-            valid_table = as_table(valid, "<valid>")
-            _check_unique(record_ids(config, valid_table), valid_table)
+        if _streams(train, stream):
+            # The training file is read anew each epoch; x_train and y_train are its StreamSource.
+            from multifield.data.stream import fit_streaming
+            from multifield.distribution import current_plan
 
-        keras.utils.set_random_seed(training.seed)
-        started = time.perf_counter()
-        encoder = self.encoder_ = RecordEncoder.fit(config, train_table)
-        x_train, x_valid = encoder.encode_inputs(train_table), encoder.encode_inputs(valid_table)
-        y_train, _ = encoder.encode_labels(train_table)
+            plan = current_plan()
+            started = time.perf_counter()
+            train_table, valid_table = fit_streaming(config, train, valid is None, plan.processes if plan else 1)
+            if valid is not None:
+                valid_table = as_table(valid, "<valid>")
+                _check_unique(record_ids(config, valid_table), valid_table)
+            keras.utils.set_random_seed(training.seed)
+            encoder = self.encoder_ = train_table.encoder
+            x_train = y_train = train_table
+        else:
+            train_table = as_table(train, "<train>")
+            train_ids = record_ids(config, train_table)
+            _check_unique(train_ids, train_table)
+            if valid is None:
+                train_index, valid_index = split_by_hash(train_ids, training.validation_fraction)
+                if not train_index or not valid_index:
+                    raise DataError(
+                        f"too few records to split off a validation part ({len(train_ids)} records); give --valid",
+                        train_table.path,
+                    )
+                train_table, valid_table = train_table.subset(train_index), train_table.subset(valid_index)
+            else:
+                valid_table = as_table(valid, "<valid>")
+                _check_unique(record_ids(config, valid_table), valid_table)
+
+            keras.utils.set_random_seed(training.seed)
+            started = time.perf_counter()
+            encoder = self.encoder_ = RecordEncoder.fit(config, train_table)
+            x_train = encoder.encode_inputs(train_table)
+            y_train, _ = encoder.encode_labels(train_table)
+        x_valid = encoder.encode_inputs(valid_table)
         y_valid, unknown = encoder.encode_labels(valid_table)
         if unknown:
             console.print(f"[yellow]note:[/] validation labels never seen in training are ignored: {dict(unknown)}")
-        rare = [label for label, count in zip(encoder.labels.labels, y_train.sum(axis=0)) if count < 3]
+        rare = [label for label, count in zip(encoder.labels.labels, label_totals(y_train)[0]) if count < 3]
         if rare:
             console.print(f"[yellow]note:[/] labels with fewer than 3 training records: {', '.join(rare)}")
         console.print(
@@ -105,13 +129,19 @@ class MultiFieldClassifier:
             + ", ".join(f"{name}: {tok.vocabulary_size} tokens" for name, tok in encoder.tokenizers.items())
         )
 
+        if checkpoint is not None:
+            from multifield.checkpoints import open_checkpoint
+
+            checkpoint = open_checkpoint(
+                checkpoint, resume, config, epochs, encoder, x_train, y_train, x_valid, y_valid, console=console
+            )
         matrices = embedding_matrices(config, encoder, console)
         members, histories, best_epochs = [], [], []
         for member in range(training.ensemble):
             if training.ensemble > 1:
                 console.print(f"ensemble member {member + 1} of {training.ensemble}")
             full_model, history, best_epoch = self._train_member(
-                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, callbacks
+                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, callbacks, checkpoint
             )
             members.append(full_model)
             histories.append(history)
@@ -119,7 +149,9 @@ class MultiFieldClassifier:
         self.model_ = members[0] if len(members) == 1 else ensemble_model(members, config)
         self._scores_model_ = None
         valid_scores = self._scores(x_valid)
-        self.thresholds_ = tune_thresholds(y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
+        self.thresholds_ = tune_thresholds(
+            y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=training.threshold_shrinkage
+        )
         from multifield.metrics import evaluate
 
         validation = evaluate(
@@ -142,18 +174,25 @@ class MultiFieldClassifier:
         )
         return self
 
-    def _train_member(self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, extra_callbacks=None):
+    def _train_member(
+        self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, extra_callbacks=None,
+        checkpoint=None,
+    ):
         """Train one model (seed ``training.seed + member``); its full model, history and best epoch."""
         import keras
 
-        from multifield.data.batches import BucketedBatches
+        from multifield.checkpoints import fit_stage
+
+        from multifield.distribution import training_batches
         from multifield.model import build_model, scores_model, set_wide_trainable, wide_scores_model
         from multifield.training import RichProgress, ValidationMonitor, make_loss, make_optimizer, positive_weights
 
         config, training = self.config_, self.config_.training
         seed = training.seed + member
         keras.utils.set_random_seed(seed)
-        steps_per_epoch = max(1, -(-len(y_train) // training.batch_size))
+        # In-memory arrays or a StreamSource; under data-parallel training, this process's shard.
+        batches = training_batches(x_train, y_train, training.batch_size, sort_field(config), seed)
+        steps_per_epoch = len(batches)
         full_model = build_model(
             config,
             {name: tok.vocabulary_size for name, tok in self.encoder_.tokenizers.items()},
@@ -161,8 +200,10 @@ class MultiFieldClassifier:
             matrices,
             name_suffix=f"_{member + 1}" if training.ensemble > 1 else "",
         )
+        finished = checkpoint.finished_member(member, full_model) if checkpoint is not None else None
+        if finished is not None:  # resumed: this member was done before the interruption
+            return full_model, *finished
         loss = make_loss(training.label_smoothing, positive_weights(y_train, training.positive_weight))
-        batches = BucketedBatches(x_train, y_train, training.batch_size, sort_field(config), seed=seed)
         wide_model = wide_scores_model(full_model) if training.wide_epochs > 0 else None
         if wide_model is not None:
             # Wide first: the linear model is fitted alone, then frozen, so that the deep part learns a
@@ -177,7 +218,7 @@ class MultiFieldClassifier:
             wide_epochs = min(epochs, training.wide_epochs) if epochs else training.wide_epochs
             console.print("wide part first")
             wide_callbacks = [wide_monitor] + ([RichProgress(wide_epochs, steps_per_epoch, console)] if verbose else [])
-            wide_model.fit(batches, epochs=wide_epochs, verbose=0, callbacks=wide_callbacks)
+            fit_stage(wide_model, batches, wide_epochs, wide_callbacks, wide_monitor, checkpoint, member, "wide", full_model, True)
             set_wide_trainable(full_model, False)
             console.print("deep part on top of it")
         model = scores_model(full_model)
@@ -191,8 +232,10 @@ class MultiFieldClassifier:
         )
         callbacks = [monitor] + ([RichProgress(total_epochs, steps_per_epoch, console)] if verbose else [])
         callbacks += list(extra_callbacks or [])
-        model.fit(batches, epochs=total_epochs, verbose=0, callbacks=callbacks)
+        fit_stage(model, batches, total_epochs, callbacks, monitor, checkpoint, member, "deep", full_model, wide_model is not None)
         history = dict(monitor.history, **({"wide_stage": wide_monitor.history} if wide_model is not None else {}))
+        if checkpoint is not None:
+            checkpoint.member_done(member, full_model, history, monitor.best_epoch + 1)
         return full_model, history, monitor.best_epoch + 1
 
     # -- predicting ------------------------------------------------------------------------------------
@@ -314,8 +357,9 @@ def load(directory) -> MultiFieldClassifier:
 
 
 def sort_field(config: Config) -> str | None:
-    """The attention field with the most tokens: batches are grouped by its length."""
-    fields = config.attention_fields()
+    """The attention field with the most tokens: batches are grouped by its length (``None`` when
+    ``training.length_buckets`` is off: batches in random order, every field padded to its max_tokens)."""
+    fields = config.attention_fields() if config.training.length_buckets else []
     return max(fields, key=lambda name: config.fields[name].max_tokens) if fields else None
 
 
@@ -335,6 +379,14 @@ def _check_unique(ids: list, table: Table) -> None:
                 table.where(index),
             )
         seen[record_id] = index
+
+
+def _streams(train, stream: bool | None) -> bool:
+    if not isinstance(train, (str, os.PathLike)):
+        return False
+    from multifield.data.stream import should_stream
+
+    return should_stream(train, stream)
 
 
 def _console(verbose: bool):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 
 import multifield
-from multifield.errors import MultifieldError
+from multifield.errors import DataWarning, MultifieldError
 
 app = typer.Typer(
     name="multifield",
@@ -48,19 +49,47 @@ def main(
 
 
 def user_errors(command):
-    """Report a MultifieldError as one line and exit 2, unless --debug asks for the traceback."""
+    """Report a MultifieldError as one line and exit 2, unless --debug asks for the traceback. Commands
+    keep XLA's compiled functions on disk between runs (``multifield.compilation_cache``)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except MultifieldError as error:
-            if _state["debug"]:
-                raise
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        from multifield.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+        with warnings.catch_warnings():
+            # A value converted because its meaning was clear is said once, as one "note:" line.
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = functools.partial(_show_note, warnings.showwarning)
+            try:
+                return command(*args, **kwargs)
+            except MultifieldError as error:
+                if _state["debug"]:
+                    raise
+                err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _show_note(show, message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, DataWarning):
+        err_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        show(message, category, filename, lineno, file, line)
+
+
+def _records(path: Path, config, labels: bool, skip_bad_rows: bool):
+    """A data file's checked records; what --skip-bad-rows left out is said in one line on stderr."""
+    from multifield.data.encoding import load_records
+
+    table = load_records(path, config, labels=labels, skip_bad_rows=skip_bad_rows)
+    if table.skipped:
+        err_console.print(f"[yellow]note:[/] {table.path}: {table.skipped_summary()}", highlight=False, soft_wrap=True)
+    return table
+
+
+SKIP_HELP = "Leave out malformed records (reported on stderr: how many, their first line numbers) instead of failing."
 
 
 @app.command()
@@ -74,22 +103,86 @@ def train(
     out: Path = typer.Option(..., "--out", help="Directory to write the model bundle to."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Train exactly N epochs (no early stopping)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle in --out."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run from its checkpoint (OUT.checkpoint.npz, written after every epoch)."
+    ),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help=SKIP_HELP),
+    stream: Optional[bool] = typer.Option(
+        None, "--stream/--in-memory",
+        help="Read --train chunk by chunk each epoch (memory does not grow with the file) or hold it in memory. "
+        "Default: stream files over 256 MB.",
+    ),
+    distribute: Optional[str] = typer.Option(
+        None, "--distribute", help="'data-parallel': train on every JAX device, of every process (see docs/distributed.md)."
+    ),
+    coordinator_address: Optional[str] = typer.Option(
+        None, "--coordinator-address",
+        help="HOST:PORT of process 0, for several processes (default: KERAS_DISTRIBUTION_JOB_ADDRESSES, or SLURM/Kubernetes).",
+    ),
+    num_processes: Optional[int] = typer.Option(
+        None, "--num-processes", min=1, help="Processes in the run (default: KERAS_DISTRIBUTION_NUM_PROCESSES)."
+    ),
+    process_id: Optional[int] = typer.Option(
+        None, "--process-id", min=0, help="This process's number, 0 to N-1 (default: KERAS_DISTRIBUTION_PROCESS_ID)."
+    ),
 ):
-    """Train a model and write its bundle.
+    """Train a model and write its bundle, with a training report (OUT/report.html).
 
     Example: multifield train configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --out runs/movies
+
+    On two machines: multifield train configs/movies.toml --train big.jsonl --valid valid.jsonl --out runs/big
+    --stream --distribute data-parallel --coordinator-address 10.0.0.1:1234 --num-processes 2 --process-id 0 (1 on the other)
     """
-    from multifield.classifier import MultiFieldClassifier
     from multifield.config import load_config
 
+    plan = None
+    if distribute is not None or coordinator_address or num_processes or process_id is not None:
+        from multifield.distribution import setup_data_parallel
+
+        # Before anything touches a JAX device: joining the other processes must come first.
+        plan = setup_data_parallel(distribute or "data-parallel", coordinator_address, num_processes, process_id)
+        err_console.print(plan.describe())
+    from multifield.classifier import MultiFieldClassifier
+
     run_config = load_config(config)
-    if out.exists() and not out.is_dir():
-        raise MultifieldError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MultifieldError(f"{out}: exists and is not empty; pass --overwrite to replace it")
-    classifier = MultiFieldClassifier(run_config).fit(train_file, valid_file, epochs=epochs, console=err_console)
-    classifier.save(out, overwrite=overwrite)
+    if plan is not None and plan.global_batch_size(run_config.training.batch_size) != run_config.training.batch_size:
+        batch_size = plan.global_batch_size(run_config.training.batch_size)
+        err_console.print(f"batch size {run_config.training.batch_size} rounded up to {batch_size}, a multiple of {plan.devices} devices")
+        run_config.training.batch_size = batch_size
+    from multifield.checkpoints import Checkpoint, check_out, checkpoint_path
+
+    note = check_out(out, resume, overwrite)
+    if note:
+        err_console.print(note)
+    train_data, valid_data = _training_records(train_file, valid_file, run_config, stream, skip_bad_rows)
+    # Every process reads a checkpoint when resuming; only process 0 writes it.
+    checkpoint = Checkpoint(checkpoint_path(out), resume=resume, write=plan is None or plan.is_chief)
+    classifier = MultiFieldClassifier(run_config).fit(
+        train_data, valid_data, epochs=epochs, console=err_console, stream=stream, checkpoint=checkpoint
+    )
+    if plan is not None and not plan.is_chief:
+        err_console.print(f"process {plan.process_index} done; process 0 writes the bundle")
+        return
+    classifier.save(out, overwrite=overwrite or resume)
+    checkpoint.remove()  # after the bundle is in place: a crash in between leaves both, and --resume redoes the save
     err_console.print(f"model bundle written to {out}")
+    from multifield.report import write_run_report
+
+    write_run_report(classifier, out / "report.html", train_data, valid_data, console=err_console)
+
+
+def _training_records(train_file: Path, valid_file: Optional[Path], config, stream: Optional[bool], skip_bad_rows: bool):
+    from multifield.data.stream import should_stream
+
+    if should_stream(train_file, stream):
+        if skip_bad_rows:
+            raise MultifieldError(
+                "--skip-bad-rows holds the training file in memory and cannot be used with --stream "
+                "(files over 256 MB stream unless --in-memory is given)"
+            )
+        return train_file, valid_file
+    valid = _records(valid_file, config, True, skip_bad_rows) if valid_file is not None else None
+    return _records(train_file, config, True, skip_bad_rows), valid
 
 
 @app.command()
@@ -98,6 +191,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`."),
     data: Path = typer.Option(..., "--data", help="Labelled records: JSONL, CSV or Parquet."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help=SKIP_HELP),
 ):
     """Score a model on labelled records: micro/macro/samples F1, P@1, P@3, hamming loss, per-label table.
 
@@ -105,7 +199,10 @@ def evaluate(
     """
     import multifield.classifier as classifier
 
-    metrics = classifier.load(model_dir).evaluate(data)
+    model = classifier.load(model_dir)
+    metrics = model.evaluate(_records(data, model.config_, True, skip_bad_rows))
+    if metrics.get("unknown_labels"):
+        err_console.print(f"[yellow]note:[/] labels the model never saw in training are not scored: {metrics['unknown_labels']}")
     if as_json:
         typer.echo(json.dumps(metrics, ensure_ascii=False))
         return
@@ -137,16 +234,34 @@ def predict(
     input_file: Path = typer.Option(..., "--input", help="Records to classify: JSONL, CSV or Parquet."),
     output: Path = typer.Option(..., "--output", help="JSONL file to write, one line per input record, same order."),
     attention: bool = typer.Option(False, "--attention", help="Add each attention field's [word, weight] pairs."),
+    skip_bad_rows: bool = typer.Option(
+        False, "--skip-bad-rows", help='Write {"id", "line", "error"} for a malformed record instead of failing (every record keeps its line).'
+    ),
 ):
     """Predict labels; writes {"id", "labels", "scores"[, "attention"]} per record.
 
     Example: multifield predict runs/movies --input new.jsonl --output predictions.jsonl --attention
     """
     import multifield.classifier as classifier
-    from multifield.data.io import write_jsonl
+    from multifield.data.encoding import checked_tables
+    from multifield.data.io import with_bad_rows, write_jsonl
 
-    rows = classifier.load(model_dir).predict_records(input_file, attention=attention)
-    count = write_jsonl(output, rows)
+    model = classifier.load(model_dir)
+    skipped: list = []
+
+    def rows():
+        # Chunk by chunk: memory does not grow with the input; the output appears whole, by a rename.
+        # A bad record fails the run, or with --skip-bad-rows gets an {"id", "line", "error"} line in its place.
+        for chunk in checked_tables(input_file, model.config_, skip_bad_rows=skip_bad_rows):
+            skipped.extend(chunk.skipped)
+            yield from with_bad_rows(chunk, model.predict_records(chunk, attention=attention) if len(chunk) else [])
+
+    count = write_jsonl(output, rows())
+    if skipped:
+        from multifield.data.io import skipped_summary
+
+        summary = skipped_summary(skipped, "row" if input_file.suffix.lower() in (".parquet", ".pq") else "line")
+        err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
     err_console.print(f"{count} predictions written to {output}")
 
 
@@ -158,6 +273,7 @@ def explain(
     out: Path = typer.Option(..., "--out", help="The HTML report to write (one self-contained file)."),
     png: Optional[Path] = typer.Option(None, "--png", help="Also write a heatmap PNG per record into this directory."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Explain only the first N records."),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help=SKIP_HELP),
 ):
     """Write an HTML report: predicted labels with probability bars, words shaded by attention.
 
@@ -166,7 +282,8 @@ def explain(
     import multifield.classifier as classifier
     from multifield.explain import write_report
 
-    count = write_report(classifier.load(model_dir), input_file, out, png_dir=png, limit=limit)
+    model = classifier.load(model_dir)
+    count = write_report(model, _records(input_file, model.config_, False, skip_bad_rows), out, png_dir=png, limit=limit)
     err_console.print(f"{count} records explained in {out}")
 
 

@@ -2,7 +2,7 @@
 
 Trains ``configs/movies.toml`` on the training part of the fixed split, evaluates on its test part,
 prints the metrics and the plot words the model attended to for three test movies, and writes the
-bundle, metrics and predictions under the output directory.
+bundle, metrics, predictions and the training report (``report.html``) under the output directory.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def run_demo(
     classifier.fit(train, valid, epochs=epochs, console=console)
     out.mkdir(parents=True, exist_ok=True)
     classifier.save(out / "model", overwrite=True)
+    from multifield.report import write_run_report
+
+    write_run_report(classifier, out / "report.html", valid=valid, console=console)
 
     metrics = classifier.evaluate(test)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -81,5 +84,5 @@ def run_demo(
         console.print(f"  true:      {', '.join(record.get('genres', []))}")
         console.print(f"  predicted: {', '.join(prediction['labels'])}")
         console.print("  attended:  " + ", ".join(f"{word} ({weight:.2f})" for word, weight in top), highlight=False)
-    console.print(f"\nmodel, metrics and predictions written under {out}/")
+    console.print(f"\nmodel, metrics, predictions and the training report (report.html) written under {out}/")
     return metrics

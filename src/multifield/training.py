@@ -56,8 +56,11 @@ def positive_weights(y_train: np.ndarray, mode: str) -> np.ndarray | None:
     """Per-label weights of positive examples: none, negatives/positives, or its square root."""
     if mode == "none":
         return None
-    positives = np.maximum(y_train.sum(axis=0), 1.0)
-    ratio = (len(y_train) - positives) / positives
+    from multifield.distribution import label_totals
+
+    positives, records = label_totals(y_train)  # a label matrix, or a streamed file's counts
+    positives = np.maximum(positives, 1.0)
+    ratio = (records - positives) / positives
     return np.maximum(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0).astype(np.float32)
 
 

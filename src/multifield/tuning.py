@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 
 from multifield.config import Config, config_from_dict
-from multifield.errors import MultifieldError
+from multifield.errors import MultifieldError, TrainingError
 
 EMBEDDING_SIZES = (32, 64, 128)
 RECURRENT_UNITS = (32, 64, 128)
@@ -153,6 +153,9 @@ def tune(
                 classifier = MultiFieldClassifier(trial_config.model_copy(update={"training": one_model})).fit(
                     train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
                 )
+            except TrainingError as error:  # a NaN loss: this trial's settings diverge, the next may not
+                trial.set_user_attr("error", str(error))
+                raise _TrialFailed(str(error)) from error
             except (MultifieldError, optuna.TrialPruned):
                 raise
             except Exception as error:  # a diverging or out-of-memory trial should not end the study

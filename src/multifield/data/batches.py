@@ -24,10 +24,12 @@ def width_step(max_tokens: int) -> int:
     return max(16, -(-max_tokens // 40) * 8)
 
 
-def trimmed(ids: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def trimmed(ids: np.ndarray, rows: np.ndarray, lengths: np.ndarray, agree_width=None) -> np.ndarray:
     step = width_step(ids.shape[1])
     longest = int(lengths[rows].max()) if len(rows) else 0
     width = min(ids.shape[1], max(step, -(-longest // step) * step))
+    if agree_width is not None:  # processes of one data-parallel step must feed the same shape
+        width = agree_width(width)
     return ids[rows, :width]
 
 
@@ -45,8 +47,36 @@ def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return batches
 
 
+def batch_order(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, keep_short: bool = True, window: int = 50
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Like ``bucketed_order``, but only full batches, plus the rows left over (fewer than ``batch_size``),
+    which ``keep_short`` turns into one last short batch instead."""
+    order = rng.permutation(len(lengths))
+    full = len(order) // batch_size * batch_size
+    rest = order[full:]
+    batches = bucketed_order(lengths[order[:full]], batch_size, rng, window) if full else []
+    batches = [order[:full][rows] for rows in batches]
+    if keep_short and len(rest):
+        batches.append(rest)
+        rest = rest[:0]
+    return batches, rest
+
+
+def take_batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | None, lengths, agree_width=None):
+    """The ``rows`` of every field; the ``sort_by`` field trimmed to the batch's longest record."""
+    return {
+        name: trimmed(ids, rows, lengths, agree_width) if name == sort_by else ids[rows] for name, ids in inputs.items()
+    }
+
+
 class BucketedBatches(keras.utils.PyDataset):
-    """Training batches of ``(inputs dict, labels)`` grouped by the length of the ``sort_by`` field."""
+    """Training batches of ``(inputs dict, labels)`` grouped by the length of the ``sort_by`` field.
+
+    For data-parallel training: ``drop_remainder`` leaves out the short batch, so that every batch
+    splits evenly over the devices; ``steps`` cuts each epoch to that many batches (the same on every
+    process); ``agree_width`` (a function of one width) makes the processes pad each step alike.
+    """
 
     def __init__(
         self,
@@ -55,6 +85,9 @@ class BucketedBatches(keras.utils.PyDataset):
         batch_size: int,
         sort_by: str | None,
         seed: int = 0,
+        drop_remainder: bool = False,
+        steps: int | None = None,
+        agree_width=None,
     ):
         super().__init__()
         self.inputs, self.labels = inputs, labels
@@ -62,17 +95,25 @@ class BucketedBatches(keras.utils.PyDataset):
         self.sort_by = sort_by
         self.sort_lengths = row_lengths(inputs[sort_by]) if sort_by else np.zeros(len(labels), dtype=np.int64)
         self.rng = np.random.default_rng(seed)
-        self.batches = bucketed_order(self.sort_lengths, batch_size, self.rng)
+        self.drop_remainder, self.steps, self.agree_width = drop_remainder, steps, agree_width
+        self.batches = self._order()
+
+    def _order(self) -> list[np.ndarray]:
+        if not self.drop_remainder:
+            batches = bucketed_order(self.sort_lengths, self.batch_size, self.rng)
+        else:
+            batches, _ = batch_order(self.sort_lengths, self.batch_size, self.rng, keep_short=False)
+        return batches[: self.steps] if self.steps is not None else batches
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int):
         rows = np.sort(self.batches[index])
-        return _batch(self.inputs, rows, self.sort_by, self.sort_lengths), self.labels[rows]
+        return take_batch(self.inputs, rows, self.sort_by, self.sort_lengths, self.agree_width), self.labels[rows]
 
     def on_epoch_end(self):
-        self.batches = bucketed_order(self.sort_lengths, self.batch_size, self.rng)
+        self.batches = self._order()
 
 
 def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int, sort_by: str | None):
