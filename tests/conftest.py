@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,78 +12,7 @@ os.environ.setdefault("MULTIFIELD_CACHE_DIR", tempfile.mkdtemp(prefix="multifiel
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-SMALL_CONFIG = """
-name = "small-movies"
-
-[labels]
-field = "genres"
-
-[fields.actors]
-kind = "items"
-encoder = "pooled"
-max_tokens = 6
-min_count = 1
-embedding_dim = 8
-
-[fields.plot]
-kind = "text"
-encoder = "rnn_attention"
-max_tokens = 40
-min_count = 1
-embedding_dim = 16
-units = 8
-
-[fields.features]
-kind = "items"
-encoder = "pooled"
-max_tokens = 6
-min_count = 1
-embedding_dim = 8
-wide = true
-field_dropout = 0.2
-
-[fields.reviews]
-kind = "text"
-encoder = "rnn_attention"
-cell = "gru"
-max_tokens = 16
-min_count = 1
-embedding_dim = 8
-units = 4
-
-[fields.title]
-kind = "text"
-encoder = "pooled"
-pooling = "max"
-max_tokens = 8
-min_count = 1
-embedding_dim = 8
-
-[training]
-batch_size = 32
-max_epochs = 2
-patience = 1
-hidden_units = 16
-seed = 7
-"""
-
-
-def bundled_movies(limit: int) -> list[dict]:
-    records = []
-    with gzip.open(REPO / "data" / "tmdb10k.jsonl.gz", "rt", encoding="utf-8") as handle:
-        for line in handle:
-            records.append(json.loads(line))
-            if len(records) == limit:
-                break
-    return records
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
+from movie_data import SMALL_CONFIG, bundled_movies, write_jsonl  # noqa: E402
 
 @pytest.fixture(scope="session")
 def movie_files(tmp_path_factory) -> dict[str, Path]:

@@ -12,7 +12,7 @@ import tomllib
 import numpy as np
 import pytest
 from cli_helpers import EXECUTABLE, run_cli
-from conftest import bundled_movies, write_jsonl
+from movie_data import bundled_movies, write_jsonl
 
 from multifield.checkpoints import KILL_HOOK, Checkpoint, check_out, checkpoint_path
 from multifield.errors import CheckpointError, MultifieldError, TrainingError

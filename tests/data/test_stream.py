@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_CONFIG, bundled_movies, write_jsonl
+from movie_data import SMALL_CONFIG, bundled_movies, write_jsonl
 
 from multifield.config import config_from_dict
 from multifield.data.encoding import RecordEncoder
