@@ -270,8 +270,10 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
 
 def create_app_from_environment() -> FastAPI:
     """``create_app`` for uvicorn's worker processes, which read the bundle and settings from the environment."""
+    from multifield.compilation_cache import enable_compilation_cache
     from multifield.server.run import log_to_console
 
     log_to_console()
+    enable_compilation_cache()  # as the command line does in the parent process: workers share the cache
     settings = ServerSettings.model_validate(json.loads(os.environ.get(SETTINGS_VARIABLE, "{}")))
     return create_app(Path(os.environ[BUNDLE_VARIABLE]), settings)
