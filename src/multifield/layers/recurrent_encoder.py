@@ -128,18 +128,18 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
 
         self.recurrent_layers = []
         for index in range(self.num_layers):
-            recurrent = _CELLS[self.cell](
-                self.units,
-                return_sequences=True,
-                dropout=self.dropout,
-                recurrent_dropout=self.recurrent_dropout,
-                seed=None if seed is None else seed + index,
-                dtype=self.dtype_policy,
-                name=f"{self.cell}_{index}",
-            )
+            recurrent = self._recurrent(index, f"{self.cell}_{index}")
             if self.bidirectional:
+                # The backward layer is built here rather than by Bidirectional, which would serialize the
+                # forward layer a second time: inside Keras' object-sharing scope (while a model file loads)
+                # that second config gets a shared-object id, and an id reused by Python for another object
+                # could hand back the wrong layer ("forward and backward layer should have different
+                # go_backwards"), now and then.
                 recurrent = keras.layers.Bidirectional(
-                    recurrent, dtype=self.dtype_policy, name=f"bidirectional_{self.cell}_{index}"
+                    recurrent,
+                    backward_layer=self._recurrent(index, f"backward_{self.cell}_{index}", go_backwards=True),
+                    dtype=self.dtype_policy,
+                    name=f"bidirectional_{self.cell}_{index}",
                 )
             self.recurrent_layers.append(recurrent)
         # AttentionPooling validates `heads` and `diversity_penalty`, which keep their names here.
@@ -153,6 +153,18 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             name="attention_pooling",
         )
         self.supports_masking = True
+
+    def _recurrent(self, index, name, go_backwards=False):
+        return _CELLS[self.cell](
+            self.units,
+            return_sequences=True,
+            go_backwards=go_backwards,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=None if self.seed is None else self.seed + index,
+            dtype=self.dtype_policy,
+            name=name,
+        )
 
     @property
     def output_size(self):
