@@ -248,19 +248,21 @@ def predict(
 
     model = classifier.load(model_dir)
     skipped: list = []
+    line_kind = ["line"]
 
     def rows():
         # Chunk by chunk: memory does not grow with the input; the output appears whole, by a rename.
         # A bad record fails the run, or with --skip-bad-rows gets an {"id", "line", "error"} line in its place.
         for chunk in checked_tables(input_file, model.config_, skip_bad_rows=skip_bad_rows):
             skipped.extend(chunk.skipped)
+            line_kind[0] = chunk.line_kind
             yield from with_bad_rows(chunk, model.predict_records(chunk, attention=attention) if len(chunk) else [])
 
     count = write_jsonl(output, rows())
     if skipped:
         from multifield.data.io import skipped_summary
 
-        summary = skipped_summary(skipped, "row" if input_file.suffix.lower() in (".parquet", ".pq") else "line")
+        summary = skipped_summary(skipped, line_kind[0])
         err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
     err_console.print(f"{count} predictions written to {output}")
 
