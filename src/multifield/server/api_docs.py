@@ -7,20 +7,13 @@ a blank page. Here the page loads the files of swagger-ui-dist 5 shipped in ``st
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
-
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import Response
+
+from multifield.server.page import add_static_route
 
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 PREFIX = "/static/swagger-ui"
-
-
-@cache
-def asset_bytes(name: str) -> bytes:
-    return (resources.files("multifield.server") / "static" / "swagger-ui" / name).read_bytes()
 
 
 def add_docs_routes(app: FastAPI, title: str) -> None:
@@ -36,13 +29,5 @@ def add_docs_routes(app: FastAPI, title: str) -> None:
             swagger_favicon_url="data:,",
         )
 
-    def asset_route(name: str, media_type: str):
-        async def asset():  # the file is bound here, not named by the request
-            return Response(
-                asset_bytes(name), media_type=f"{media_type}; charset=utf-8", headers={"Cache-Control": "max-age=86400"}
-            )
-
-        return asset
-
     for name, media_type in ASSETS.items():
-        app.add_api_route(f"{PREFIX}/{name}", asset_route(name, media_type), methods=["GET"], include_in_schema=False)
+        add_static_route(app, f"{PREFIX}/{name}", f"swagger-ui/{name}", media_type, {"Cache-Control": "max-age=86400"})

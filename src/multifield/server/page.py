@@ -45,7 +45,18 @@ class Example(BaseModel):
 
 @cache
 def static_file(name: str) -> bytes:
-    return (resources.files("multifield.server") / "static" / name).read_bytes()
+    """A file shipped in ``server/static/`` (``name`` may hold ``/``), read once."""
+    return resources.files("multifield.server").joinpath("static", *name.split("/")).read_bytes()
+
+
+def add_static_route(app: FastAPI, url: str, name: str, media_type: str, headers: dict[str, str]) -> None:
+    """``GET url`` answers the shipped file ``name``. The file is bound here, not taken from the request:
+    the endpoint has no parameters at all."""
+
+    async def asset():
+        return Response(static_file(name), media_type=f"{media_type}; charset=utf-8", headers=headers)
+
+    app.add_api_route(url, asset, methods=["GET"], include_in_schema=False)
 
 
 @lru_cache(maxsize=1)
@@ -63,16 +74,9 @@ def add_page_routes(app: FastAPI, config) -> None:
     async def page():
         return Response(static_file("index.html"), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
-    def asset_route(name: str, media_type: str):
-        # The file is bound here, not taken from the request: the endpoint has no parameters at all.
-        async def asset():
-            return Response(static_file(name), media_type=f"{media_type}; charset=utf-8", headers=PAGE_HEADERS)
-
-        return asset
-
     for name, media_type in STATIC_FILES.items():
         if name != "index.html":
-            app.add_api_route(f"/static/{name}", asset_route(name, media_type), methods=["GET"], include_in_schema=False)
+            add_static_route(app, f"/static/{name}", name, media_type, PAGE_HEADERS)
 
     @app.get(
         "/v1/example",
