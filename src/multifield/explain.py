@@ -4,7 +4,6 @@ attention weight, and a matplotlib heatmap per record."""
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 import tempfile
@@ -229,11 +228,9 @@ def _plain(text: str) -> str:
 def heatmap_png(prediction: dict, title: str = "") -> bytes:
     """One row per attention field (and head), one cell per token, coloured by weight; a field longer than
     ``HEATMAP_COLUMNS`` tokens is wrapped onto several rows, coloured on one scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from multifield.plots import figure_png, pyplot
 
     rows = []  # (name, pairs, largest weight of the field)
     for name, pairs in prediction.get("attention", {}).items():
@@ -246,7 +243,7 @@ def heatmap_png(prediction: dict, title: str = "") -> bytes:
             for start in range(0, len(head), HEATMAP_COLUMNS):
                 rows.append((label if start == 0 else "", head[start : start + HEATMAP_COLUMNS], peak))
     width = max((len(pairs) for _, pairs, _ in rows), default=1)
-    figure, axes = plt.subplots(
+    figure, axes = pyplot().subplots(
         len(rows) or 1, 1, figsize=(2 + 0.3 * width, 1.0 + 1.15 * max(1, len(rows))), squeeze=False
     )
     for axis, (name, pairs, peak) in zip(axes[:, 0], rows):
@@ -261,10 +258,7 @@ def heatmap_png(prediction: dict, title: str = "") -> bytes:
     if title:
         figure.suptitle(_plain(title))
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=90)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

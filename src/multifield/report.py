@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from multifield.explain import CSS as EXPLAIN_CSS
 from multifield.explain import LEGEND, records_html, write_text_atomic
+from multifield.plots import figure_png, pyplot
 
 EXPLAINED_RECORDS = 5
 MAX_REREAD_BYTES = 256 * 1024 * 1024
@@ -49,27 +49,9 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img class="plot" alt="{html.escape(alt)}" src="{_png_data_uri(png)}">'
 
 
-def _figure_png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def per_label_f1_png(per_label: list[dict]) -> bytes:
     """Horizontal bars of each label's F1 (precision and recall as ticks), labels by support, support written."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted(per_label, key=lambda row: (row["support"], row["label"]))
     figure, axis = plt.subplots(figsize=(9, 0.9 + 0.3 * max(1, len(rows))))
     positions = np.arange(len(rows))
@@ -84,7 +66,7 @@ def per_label_f1_png(per_label: list[dict]) -> bytes:
     axis.grid(axis="x", alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def error_cooccurrence(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +80,7 @@ def error_cooccurrence(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarr
 
 
 def error_cooccurrence_png(wrong: np.ndarray, missed: np.ndarray, labels: list[str]) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     size = len(labels)
     matrix = np.concatenate([wrong, missed[:, None]], axis=1).astype(float)
     figure, axis = plt.subplots(figsize=(2.5 + 0.42 * (size + 1), 1.8 + 0.36 * size))
@@ -115,7 +97,7 @@ def error_cooccurrence_png(wrong: np.ndarray, missed: np.ndarray, labels: list[s
                       color="white" if count > 0.6 * peak else "#333")
     figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
     figure.tight_layout()
-    return _figure_png(figure)
+    return figure_png(figure)
 
 
 def model_summary(model) -> str:

@@ -3,7 +3,6 @@ stopping and best weights restored, a rich progress display, and the learning-cu
 
 from __future__ import annotations
 
-import io
 import math
 import time
 
@@ -175,12 +174,9 @@ class RichProgress(keras.callbacks.Callback):
 
 def learning_curves_png(histories: list[dict[str, list[float]]]) -> bytes:
     """Loss, validation micro-F1 and learning rate per epoch (one line per ensemble member), as a PNG."""
-    import matplotlib
+    from multifield.plots import figure_png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    figure, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     for member, history in enumerate(histories):
         epochs = np.arange(1, len(history.get("loss", [])) + 1)
         suffix = f" ({member + 1})" if len(histories) > 1 else ""
@@ -198,7 +194,4 @@ def learning_curves_png(histories: list[dict[str, list[float]]]) -> bytes:
     for axis in axes:
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
