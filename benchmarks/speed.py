@@ -47,12 +47,16 @@ CONFIG = REPO / "configs" / "movies.toml"
 
 def timed_process(command: list[str], env: dict | None = None) -> dict:
     """Run a command to the end; its wall time, peak RSS (MiB) and stdout. Fails loudly on a non-zero exit."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
+    # Output goes to files, not pipes: a child writing more than a pipe holds would block while we wait.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if code != 0:
         raise RuntimeError(f"`{' '.join(command)}` exited with {code}\n{stderr[-3000:]}")
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": stdout, "stderr": stderr}
