@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from multifield.config import PooledFieldConfig, RNNAttentionFieldConfig, load_config
+from multifield.config import PooledFieldConfig, RNNAttentionFieldConfig, config_from_dict, load_config
 from multifield.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +48,8 @@ def test_defaults_fill_in(tmp_path):
         ('[fields.plot]\nencoder = "pooled"\n[training]\noptimizer = "lbfgs"\n', "training.optimizer"),
         ('[fields.plot]\nencoder = "pooled"\n[training]\nlearning_rate = -1\n', "training.learning_rate"),
         ('[fields.plot]\nencoder = "pooled"\n[training.schedule]\nkind = "step"\n', "training.schedule.kind"),
+        ('[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = "sometimes"\n', "training.threshold_shrinkage"),
+        ('[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = 1.5\n', "training.threshold_shrinkage"),
         ("[fields]\n", "(top level)"),
     ],
 )
@@ -58,6 +60,22 @@ def test_errors_name_the_key(tmp_path, text, key):
     assert "run.toml" in message
     assert f"key {key}:" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value, toml", [("auto", '"auto"'), (0.5, "0.5"), (1.0, "1")])
+def test_threshold_shrinkage_is_a_number_or_auto(tmp_path, value, toml):
+    config = load_config(write(tmp_path, f'[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = {toml}\n'))
+    assert config.training.threshold_shrinkage == value
+    again = config_from_dict(config.to_toml_dict())
+    assert again.training.threshold_shrinkage == value and again == config
+
+
+def test_threshold_shrinkage_error_is_one_clear_message(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, '[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = "sometimes"\n'))
+    assert str(error.value).endswith(
+        'key training.threshold_shrinkage: Input should be a number from 0 to 1, or "auto" (got \'sometimes\')'
+    )
 
 
 def test_a_field_cannot_be_the_label_key(tmp_path):

@@ -83,3 +83,35 @@ def test_positive_weights_and_weighted_loss():
     weighted = np.asarray(make_loss(0.0, np.array([1.0, 3.0], dtype=np.float32))(y, predictions))
     # Only row 2 has a positive of label 1: its loss grows by (3 - 1) * -log(0.3) / 2 labels.
     np.testing.assert_allclose(weighted - plain, [0, 0, -np.log(0.3), 0], rtol=1e-5, atol=1e-6)
+
+
+def test_attention_encoder_explains_without_recurrence_and_round_trips(tmp_path):
+    import keras
+
+    config = config_from_dict(
+        {
+            "labels": {"field": "genres"},
+            "fields": {
+                "plot": {"encoder": "rnn_attention", "embedding_dim": 8, "units": 4},
+                "tagline": {"encoder": "attention", "embedding_dim": 6, "attention_units": 5},
+            },
+            "training": {"hidden_units": 8},
+        }
+    )
+    assert config.attention_fields() == ["plot", "tagline"]
+    model = build_model(config, {"plot": 30, "tagline": 20}, num_labels=3)
+    assert not any(isinstance(layer, keras.layers.RNN) for layer in model.get_layer("tagline_encoder")._flatten_layers())
+    inputs = {
+        "plot": np.array([[5, 6, 7, 0], [4, 0, 0, 0]], dtype=np.int32),
+        "tagline": np.array([[3, 9, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.int32),
+    }
+    outputs = model(inputs)
+    weights = np.asarray(outputs[attention_output("tagline")])
+    assert weights.shape == (2, 5) and np.isfinite(np.asarray(outputs["scores"])).all()
+    np.testing.assert_allclose(weights[0, :2].sum(), 1.0, rtol=1e-5)
+    assert (weights[0, 2:] == 0).all() and (weights[1] == 0).all()  # padding and an empty tagline weigh exactly 0
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for key, value in outputs.items():
+        np.testing.assert_allclose(np.asarray(loaded(inputs)[key]), np.asarray(value), rtol=1e-6, atol=1e-7)

@@ -1,7 +1,8 @@
 """Builds the multi-input Keras model of a config, which returns its attention weights beside the scores.
 
 One integer input per field → its embedding (id 0 is padding, masked all the way) → its encoder
-(``rnn_attention``: RecurrentAttentionEncoder, ``pooled``: masked max/mean pooling) → concatenation →
+(``rnn_attention``: RecurrentAttentionEncoder, ``attention``: AttentionPooling over the embedded tokens,
+``pooled``: masked max/mean pooling) → concatenation →
 Dropout → Dense → Dropout → one sigmoid per label. Fields marked ``wide`` also feed their bag of tokens
 to a linear part whose logits are added to the deep part's ("wide & deep").
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from multifield.config import Config, PooledFieldConfig, RNNAttentionFieldConfig
-from multifield.layers import FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
+from multifield.config import ATTENTION_ENCODERS, AttentionFieldConfig, Config, PooledFieldConfig, RNNAttentionFieldConfig
+from multifield.layers import AttentionPooling, FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
 
 __all__ = ["attention_output", "build_model", "ensemble_model", "scores_model", "set_wide_trainable", "wide_scores_model"]
 
@@ -29,6 +30,10 @@ def _encoder(name: str, field) -> keras.layers.Layer:
             attention_dropout=field.attention_dropout,
             dropout=field.recurrent_input_dropout,
             name=f"{name}_encoder",
+        )
+    if isinstance(field, AttentionFieldConfig):
+        return AttentionPooling(
+            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=f"{name}_encoder"
         )
     if isinstance(field, PooledFieldConfig):
         return MaskedGlobalPooling(mode=field.pooling, name=f"{name}_encoder")
@@ -71,7 +76,7 @@ def build_model(
         tokens = embedding(ids)
         if field.embedding_dropout > 0:
             tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
-        if field.encoder == "rnn_attention":
+        if field.encoder in ATTENTION_ENCODERS:
             context, attention[attention_output(name)] = _encoder(name, field)(tokens, return_attention_scores=True)
         else:
             context = _encoder(name, field)(tokens)

@@ -221,7 +221,7 @@ class ServingModel:
                         "kind": field.kind,
                         "encoder": field.encoder,
                         "max_tokens": field.max_tokens,
-                        "attention": field.encoder == "rnn_attention",
+                        "attention": name in config.attention_fields(),
                     }
                     for name, field in config.fields.items()
                 },
