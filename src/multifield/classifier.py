@@ -14,7 +14,7 @@ from multifield.data.encoding import RecordEncoder, field_values, record_ids
 from multifield.data.io import Table, read_table
 from multifield.data.split import split_by_hash
 from multifield.errors import DataError, MultifieldError
-from multifield.thresholds import decide, tune_thresholds
+from multifield.thresholds import choose_shrinkage, decide, tune_thresholds
 
 PREDICT_BATCH_SIZE = 512
 
@@ -149,8 +149,12 @@ class MultiFieldClassifier:
         self.model_ = members[0] if len(members) == 1 else ensemble_model(members, config)
         self._scores_model_ = None
         valid_scores = self._scores(x_valid)
+        shrinkage = training.threshold_shrinkage
+        if shrinkage == "auto":
+            shrinkage = choose_shrinkage(y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
+            console.print(f"threshold shrinkage {shrinkage:g} (chosen on validation)")
         self.thresholds_ = tune_thresholds(
-            y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=training.threshold_shrinkage
+            y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=float(shrinkage)
         )
         from multifield.metrics import evaluate
 
@@ -166,6 +170,7 @@ class MultiFieldClassifier:
             "train_seconds": round(time.perf_counter() - started, 2),
             "train_records": len(train_table),
             "validation_records": len(valid_table),
+            "threshold_shrinkage": float(shrinkage),
         }
         self.artifacts_ = {"learning_curves.png": learning_curves_png(histories)}
         console.print(
@@ -216,9 +221,14 @@ class MultiFieldClassifier:
                 min_labels=training.min_labels,
             )
             wide_epochs = min(epochs, training.wide_epochs) if epochs else training.wide_epochs
+            # The linear part costs nothing per token: its batches keep every field at full width, one
+            # shape to compile instead of one per bucket width.
+            wide_batches = training_batches(x_train, y_train, training.batch_size, None, seed)
             console.print("wide part first")
-            wide_callbacks = [wide_monitor] + ([RichProgress(wide_epochs, steps_per_epoch, console)] if verbose else [])
-            fit_stage(wide_model, batches, wide_epochs, wide_callbacks, wide_monitor, checkpoint, member, "wide", full_model, True)
+            wide_callbacks = [wide_monitor] + ([RichProgress(wide_epochs, len(wide_batches), console)] if verbose else [])
+            fit_stage(
+                wide_model, wide_batches, wide_epochs, wide_callbacks, wide_monitor, checkpoint, member, "wide", full_model, True
+            )
             set_wide_trainable(full_model, False)
             console.print("deep part on top of it")
         model = scores_model(full_model)
@@ -290,12 +300,13 @@ class MultiFieldClassifier:
             scores = self._scores(inputs)
         predicted = decide(scores, self.thresholds_, self.config_.training.min_labels)
         labels = self.encoder_.labels.labels
+        rounded = np.round(scores.astype(np.float64), 6).tolist()  # Python floats, whole batch at once
         results = []
         for row, record_id in enumerate(ids):
             result = {
                 "id": record_id,
                 "labels": [labels[j] for j in np.flatnonzero(predicted[row])],
-                "scores": {label: round(float(scores[row, j]), 6) for j, label in enumerate(labels)},
+                "scores": dict(zip(labels, rounded[row])),
             }
             if attention:
                 result["attention"] = {

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Compilations faster than this are not worth a file.
-MIN_COMPILE_SECONDS = 0.5
+#: Compilations faster than this are not worth a file. Low, because a training run also compiles dozens of
+#: small functions (weight initializers, one per shape, about 0.15 s each) that add up to seconds.
+MIN_COMPILE_SECONDS = 0.1
 
 
 def cache_dir() -> Path:

@@ -31,8 +31,26 @@ def test_batches_are_trimmed_to_a_few_widths():
         widths.add(x["plot"].shape[1])
         assert x["title"].shape[1] == 24  # only the field that orders the batches is trimmed
         assert (row_lengths(x["plot"]) <= x["plot"].shape[1]).all()
-        assert len(y) == len(x["plot"])
-    assert widths <= {32, 64, 96, 128, 160} and width_step(160) == 32
+        assert len(y) == len(x["plot"]) == 32  # 600 records: 18 full batches, 24 records left for the next epoch
+    assert widths <= {40, 80, 120, 160} and width_step(160) == 40
+    assert len(batches) == 18
+
+
+def test_leftover_records_change_from_epoch_to_epoch_and_a_tiny_set_keeps_its_short_batch():
+    labels = np.zeros((100, 2), dtype=np.float32)
+    ids = np.arange(1, 101, dtype=np.int32)[:, None]
+    batches = BucketedBatches({"plot": ids}, labels, 32, "plot", seed=0)
+    seen = []
+    for _ in range(4):
+        rows = np.concatenate([batches[index][0]["plot"][:, 0] for index in range(len(batches))])
+        assert len(rows) == 96 and len(set(rows.tolist())) == 96
+        seen.append(frozenset(range(1, 101)) - set(rows.tolist()))
+        batches.on_epoch_end()
+    assert len(set(seen)) > 1  # a different four are left out each epoch
+    tiny = BucketedBatches({"plot": ids[:10]}, labels[:10], 32, "plot", seed=0)
+    assert len(tiny) == 1 and len(tiny[0][1]) == 10
+    kept = BucketedBatches({"plot": ids}, labels, 32, "plot", seed=0, drop_remainder=False)
+    assert sorted(len(kept[index][1]) for index in range(len(kept))) == [4, 32, 32, 32]
 
 
 def test_predict_in_buckets_returns_input_order():
@@ -47,3 +65,22 @@ def test_predict_in_buckets_returns_input_order():
     result = predict_in_buckets(function, {"plot": ids}, 8, "plot")
     np.testing.assert_array_equal(result["first"][:, 0], ids[:, 0])
     assert result["width"].max() <= 40 and result["width"].min() >= 16
+
+
+def test_a_short_last_batch_is_padded_to_a_power_of_two_and_cut_back():
+    ids = np.arange(1, 1 + 2 * 45, dtype=np.int32).reshape(45, 2)
+    shapes = []
+
+    def function(batch):
+        shapes.append(batch["plot"].shape[0])
+        return batch["plot"][:, :1] * 10
+
+    result = predict_in_buckets(function, {"plot": ids}, 16, None)
+    assert shapes == [16, 16, 16]  # 16, 16 and 13 records padded to 16
+    np.testing.assert_array_equal(result[:, 0], ids[:, 0] * 10)
+    shapes.clear()
+    predict_in_buckets(function, {"plot": ids[:5]}, 16, None)
+    assert shapes == [8]
+    shapes.clear()
+    predict_in_buckets(function, {"plot": ids[:1]}, 16, None)
+    assert shapes == [1]
