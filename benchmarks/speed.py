@@ -5,18 +5,22 @@
 One run measures, on the fixed split of the bundled movies and on this machine:
 
 - **training**, as whole processes (interpreter start, imports, tokenizing, compiling, training, saving):
-  ``multifield train configs/movies.toml --epochs N``; the same config with ``training.length_buckets = false``
-  (every batch padded to max_tokens: the shipped config without the speed changes); and the seed-style
-  reference model of ``benchmarks/anchors.py`` (``uniform`` embeddings, ``pad_sequences`` 'pre' padding to
-  200 plot tokens, Bidirectional LSTM(64) + the public answer's attention layer, GlobalMaxPooling on the other
-  fields, batch 64) trained N epochs. For each: wall time, train records/s, peak RSS and test micro/macro-F1.
+  ``multifield train configs/movies.toml --epochs N`` with an empty compilation cache, and again with the
+  cache the first run filled (a second training of the same model on the same data);
+  ``benchmarks/configs/movies-before-speed.toml`` (the movie config before the speed work: BiLSTM(64) over
+  128-wide plot embeddings, a BiGRU over the tagline, every batch padded to max_tokens), empty cache; and the
+  seed-style reference model of ``benchmarks/anchors.py`` (``uniform`` embeddings, ``pad_sequences`` 'pre'
+  padding to 200 plot tokens, Bidirectional LSTM(64) + the public answer's attention layer, GlobalMaxPooling
+  on the other fields, batch 64) trained N epochs. For each: wall time, train records/s, peak RSS and test
+  micro/macro-F1.
 - **inference**: ``multifield predict`` on a file of ``--predict-records`` movies resampled from the bundled ones,
   whole process, twice: with an empty compilation cache and with the cache the first run filled; and, through
   the Python API in one process, the latency of one record (p50/p99 after warm-up), the records/s of the
   model on large batches, and the compile time (first call of every shape minus a second call).
-- **arithmetic**: the achieved GFLOP/s of a training step of the plot encoder (Embedding 128 → BiLSTM 64 →
-  attention, batch 64, 160 steps; FLOPs counted for the LSTM's matrix products, backward = 2x forward) next
-  to the machine's float32 matrix-product peak measured with ``jax.numpy.dot`` (2048 x 2048).
+- **arithmetic**: the achieved GFLOP/s of a training step of a plot encoder (Embedding 128 → BiLSTM 64 →
+  attention, and the shipped Embedding 64 → BiGRU 48 → attention; batch 64, 160 steps; FLOPs counted for the
+  recurrent matrix products, backward = 2x forward) next to the machine's float32 matrix-product peak
+  measured with ``jax.numpy.dot`` (2048 x 2048).
 
 It prints a markdown table with the machine it ran on and writes it (default benchmarks/results/speed.md).
 """
@@ -43,6 +47,7 @@ from benchmarks.common import CACHE_DIR, load_dataset, machine_info, write_jsonl
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "speed.md"
 EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
 CONFIG = REPO / "configs" / "movies.toml"
+BEFORE_CONFIG = REPO / "benchmarks" / "configs" / "movies-before-speed.toml"
 
 
 def timed_process(command: list[str], env: dict | None = None) -> dict:
@@ -92,17 +97,6 @@ def train_seed(epochs: int, env: dict) -> dict:
     result = timed_process([sys.executable, "-c", SEED_SCRIPT.format(repo=str(REPO), epochs=epochs)], env)
     scores = json.loads(result["stdout"].strip().splitlines()[-1])
     return {"seconds": result["seconds"], "peak_rss_mib": result["peak_rss_mib"], **scores}
-
-
-def without_buckets(workdir: Path) -> Path:
-    """configs/movies.toml with ``training.length_buckets = false``."""
-    text = CONFIG.read_text(encoding="utf-8")
-    marker = "[training]\n"
-    if marker not in text:
-        raise ValueError(f"{CONFIG} has no [training] table")
-    path = workdir / "movies-no-buckets.toml"
-    path.write_text(text.replace(marker, marker + "length_buckets = false\n", 1), encoding="utf-8")
-    return path
 
 
 def predict_file(records: int, workdir: Path) -> Path:
@@ -173,17 +167,20 @@ a = jnp.asarray(np.random.rand(n, n).astype("float32")); b = jnp.asarray(np.rand
 dot = jax.jit(jnp.dot)
 matmul_gflops = 2 * n ** 3 / best(lambda: dot(a, b).block_until_ready()) / 1e9
 
-batch, steps, dim, units, vocabulary = 64, 160, 128, 64, 20000
-ids = keras.Input((None,), dtype="int32")
-embedded = keras.layers.Embedding(vocabulary, dim, mask_zero=True)(ids)
-context = RecurrentAttentionEncoder(units=units, cell="lstm")(embedded)
-model = keras.Model(ids, keras.layers.Dense(20, activation="sigmoid")(context))
-model.compile(optimizer="adam", loss="binary_crossentropy")
-x = np.random.randint(2, vocabulary, size=(batch, steps)).astype("int32")
-y = (np.random.rand(batch, 20) < 0.2).astype("float32")
-step = best(lambda: model.train_on_batch(x, y), repeats=10)
-lstm_forward = 2 * 2 * batch * steps * (dim + units) * 4 * units  # two directions, one product of (dim+units) x 4 units
-print(json.dumps({{"matmul_gflops": matmul_gflops, "step_ms": 1000 * step, "lstm_gflops": 3 * lstm_forward / step / 1e9}}))
+def encoder_step(cell, dim, units, batch=64, steps=160, vocabulary=20000):
+    ids = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(vocabulary, dim, mask_zero=True)(ids)
+    context = RecurrentAttentionEncoder(units=units, cell=cell)(embedded)
+    model = keras.Model(ids, keras.layers.Dense(20, activation="sigmoid")(context))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.randint(2, vocabulary, size=(batch, steps)).astype("int32")
+    y = (np.random.rand(batch, 20) < 0.2).astype("float32")
+    step = best(lambda: model.train_on_batch(x, y), repeats=10)
+    gates = 4 if cell == "lstm" else 3
+    forward = 2 * 2 * batch * steps * (dim + units) * gates * units  # two directions, (dim+units) x gates*units
+    return {{"step_ms": 1000 * step, "gflops": 3 * forward / step / 1e9}}  # backward = 2x forward
+
+print(json.dumps({{"matmul_gflops": matmul_gflops, "lstm": encoder_step("lstm", 128, 64), "gru": encoder_step("gru", 64, 48)}}))
 """
 
 
@@ -194,7 +191,7 @@ def flops_figures(env: dict) -> dict:
 
 def markdown(rows: dict, info: dict, settings: dict) -> str:
     train_records = settings["train records"]
-    seed, fast, slow = rows["seed"], rows["multifield"], rows["no_buckets"]
+    seed, fast, slow = rows["seed"], rows["multifield"], rows["before"]
     lines = [
         "# Speed benchmark",
         "",
@@ -210,10 +207,11 @@ def markdown(rows: dict, info: dict, settings: dict) -> str:
     ]
     names = {
         "seed": "seed-style reference (pre-padding to 200, BiLSTM 64 + the answer's attention, batch 64)",
-        "no_buckets": "`multifield train configs/movies.toml`, `length_buckets = false` (no speed changes)",
-        "multifield": "`multifield train configs/movies.toml` (shipped)",
+        "before": "`benchmarks/configs/movies-before-speed.toml` (BiLSTM 64 over 128-wide embeddings, BiGRU tagline, no length buckets), empty cache",
+        "multifield": "`multifield train configs/movies.toml` (shipped), empty compilation cache",
+        "multifield_warm": "the same, second run (compiled functions from the cache)",
     }
-    for key in ("seed", "no_buckets", "multifield"):
+    for key in ("seed", "before", "multifield", "multifield_warm"):
         row = rows[key]
         lines.append(
             f"| {names[key]} | {row['seconds']:.0f} | {settings['epochs'] * train_records / row['seconds']:.0f} "
@@ -240,11 +238,14 @@ def markdown(rows: dict, info: dict, settings: dict) -> str:
         "| measure | value |",
         "|---|---:|",
         f"| float32 matrix product, 2048 x 2048, `jax.numpy.dot` | {flops['matmul_gflops']:.0f} GFLOP/s |",
-        f"| BiLSTM(64)+attention training step, batch 64 x 160 steps, embedding 128 | {flops['step_ms']:.0f} ms = "
-        f"{flops['lstm_gflops']:.1f} GFLOP/s |",
+        f"| BiLSTM(64)+attention training step, batch 64 x 160 steps, embedding 128 | {flops['lstm']['step_ms']:.0f} ms = "
+        f"{flops['lstm']['gflops']:.1f} GFLOP/s |",
+        f"| BiGRU(48)+attention training step (the shipped plot encoder), batch 64 x 160 steps, embedding 64 | "
+        f"{flops['gru']['step_ms']:.0f} ms = {flops['gru']['gflops']:.1f} GFLOP/s |",
         "",
-        f"Training speed-up of the shipped config over the reference: **{seed['seconds'] / fast['seconds']:.2f}x**; "
-        f"over the same config without length buckets: {slow['seconds'] / fast['seconds']:.2f}x.",
+        f"Training speed-up of the shipped config over the reference: **{seed['seconds'] / fast['seconds']:.2f}x** "
+        f"with an empty compilation cache, {seed['seconds'] / rows['multifield_warm']['seconds']:.2f}x with a filled one; "
+        f"over the config before the speed work: {slow['seconds'] / fast['seconds']:.2f}x.",
         "",
         "Machine and run:",
         "",
@@ -264,13 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     workdir = Path(tempfile.mkdtemp(prefix="speed-", dir=CACHE_DIR))
     env = dict(os.environ, KERAS_BACKEND="jax", MULTIFIELD_CACHE_DIR=str(workdir / "xla-cache"))
+
+    def cache(name: str) -> dict:  # each cold row starts from an empty compilation cache of its own
+        return dict(env, MULTIFIELD_CACHE_DIR=str(workdir / f"cache-{name}"))
+
     rows = {}
     print("training: seed-style reference ...", flush=True)
     rows["seed"] = train_seed(args.epochs, env)
-    print("training: multifield without length buckets ...", flush=True)
-    rows["no_buckets"] = train_multifield(without_buckets(workdir), paths, args.epochs, workdir, env, "no-buckets")
+    print("training: the config before the speed work ...", flush=True)
+    rows["before"] = train_multifield(BEFORE_CONFIG, paths, args.epochs, workdir, cache("before"), "before")
     print("training: multifield ...", flush=True)
-    rows["multifield"] = train_multifield(CONFIG, paths, args.epochs, workdir, env, "movies")
+    rows["multifield"] = train_multifield(CONFIG, paths, args.epochs, workdir, cache("movies"), "movies")
+    print("training: multifield, second run ...", flush=True)
+    rows["multifield_warm"] = train_multifield(CONFIG, paths, args.epochs, workdir, cache("movies"), "movies-warm")
     bundle = rows["multifield"]["bundle"]
     print("inference ...", flush=True)
     input_file = predict_file(args.predict_records, workdir)

@@ -20,7 +20,7 @@ logger = logging.getLogger("multifield.server")
 
 
 def field_widths(max_tokens: int) -> list[int]:
-    """Every width ``predict_in_buckets`` may trim the sort field to (at most five)."""
+    """Every width ``predict_in_buckets`` may trim the sort field to (at most four)."""
     step = width_step(max_tokens)
     return sorted({min(max_tokens, k * step) for k in range(1, -(-max_tokens // step) + 1)})
 
