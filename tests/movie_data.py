@@ -41,12 +41,10 @@ field_dropout = 0.2
 
 [fields.reviews]
 kind = "text"
-encoder = "rnn_attention"
-cell = "gru"
+encoder = "attention"
 max_tokens = 16
 min_count = 1
 embedding_dim = 8
-units = 4
 
 [fields.title]
 kind = "text"
