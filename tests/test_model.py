@@ -115,3 +115,55 @@ def test_attention_encoder_explains_without_recurrence_and_round_trips(tmp_path)
     loaded = keras.saving.load_model(path)
     for key, value in outputs.items():
         np.testing.assert_allclose(np.asarray(loaded(inputs)[key]), np.asarray(value), rtol=1e-6, atol=1e-7)
+
+
+def test_fields_are_blanked_independently():
+    import keras
+
+    config = config_from_dict(
+        {
+            "labels": {"field": "genres"},
+            "fields": {
+                "plot": {"encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.1},
+                "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.3},
+                "title": {"encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.3},
+            },
+        }
+    )
+    model = build_model(config, {"plot": 10, "actors": 10, "title": 10}, num_labels=2)
+    names = ("plot", "actors", "title")
+    probe = keras.Model(model.inputs, [model.get_layer(f"{name}_field_dropout").output for name in names])
+    ones = {name: np.ones((4000, 1), dtype=np.int32) for name in names}
+    blanked = {name: np.asarray(out)[:, 0] == 0 for name, out in zip(names, probe(ones, training=True))}
+    for name, rate in (("plot", 0.1), ("actors", 0.3), ("title", 0.3)):
+        assert abs(blanked[name].mean() - rate) < 0.04
+    # Independent draws: two fields of one rate are blanked together about 0.3 x 0.3 of the time, not 0.3,
+    # and a blanked plot does not mean blanked actors.
+    assert abs((blanked["actors"] & blanked["title"]).mean() - 0.09) < 0.03
+    assert abs(blanked["actors"][blanked["plot"]].mean() - 0.3) < 0.08
+
+
+def test_a_field_dropout_group_blanks_its_fields_together():
+    import keras
+
+    group = {"field_dropout_group": "metadata"}
+    config = config_from_dict(
+        {
+            "labels": {"field": "genres"},
+            "fields": {
+                "plot": {"encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.1},
+                "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.3, **group},
+                "features": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.3, **group},
+                "tagline": {"encoder": "pooled", "embedding_dim": 4, "field_dropout": 0.2, **group},
+            },
+        }
+    )
+    names = ("plot", "actors", "features", "tagline")
+    model = build_model(config, {name: 10 for name in names}, num_labels=2)
+    probe = keras.Model(model.inputs, [model.get_layer(f"{name}_field_dropout").output for name in names])
+    ones = {name: np.ones((4000, 1), dtype=np.int32) for name in names}
+    blanked = {name: np.asarray(out)[:, 0] == 0 for name, out in zip(names, probe(ones, training=True))}
+    np.testing.assert_array_equal(blanked["actors"], blanked["features"])  # one draw, one rate: always together
+    assert not (blanked["tagline"] & ~blanked["actors"]).any()  # the lower rate only with the higher one
+    assert abs(blanked["tagline"].mean() - 0.2) < 0.04 and abs(blanked["actors"].mean() - 0.3) < 0.04
+    assert abs(blanked["actors"][blanked["plot"]].mean() - 0.3) < 0.08  # the plot is not in the group

@@ -41,6 +41,13 @@ class _FieldBase(_Strict):
     field_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Probability of blanking the whole field of a record during training."
     )
+    field_dropout_group: str | None = Field(
+        None,
+        min_length=1,
+        description="Fields of one group draw one number per record and are blanked when it falls below their "
+        "field_dropout: they go missing together, as a record's metadata often does (fields without a group "
+        "are blanked independently).",
+    )
     wide: bool = Field(
         False, description="Also feed the field's bag of tokens to a linear (wide) part trained jointly."
     )

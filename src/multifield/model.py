@@ -9,6 +9,8 @@ to a linear part whose logits are added to the deep part's ("wide & deep").
 
 from __future__ import annotations
 
+import zlib
+
 import keras
 import numpy as np
 
@@ -40,6 +42,14 @@ def _encoder(name: str, field) -> keras.layers.Layer:
     raise ValueError(f"no encoder for field {name!r} of type {type(field).__name__}")
 
 
+def _field_dropout_seed(seed: int, position: int, field) -> int:
+    """Fields draw from seeds of their own, so that each is blanked independently; the fields of one
+    ``field_dropout_group`` share a seed (one number per record for all of them) and go missing together."""
+    if field.field_dropout_group is None:
+        return seed + position
+    return seed + 1_000 + zlib.crc32(field.field_dropout_group.encode("utf-8")) % 1_000_000
+
+
 def attention_output(name: str) -> str:
     return f"{name}_attention"
 
@@ -60,10 +70,12 @@ def build_model(
     embedding_matrices = embedding_matrices or {}
     training = config.training
     inputs, deep_parts, wide_parts, attention = {}, [], [], {}
-    for name, field in config.fields.items():
+    for position, (name, field) in enumerate(config.fields.items()):
         ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
         if field.field_dropout > 0:
-            ids = FieldDropout(field.field_dropout, seed=training.seed, name=f"{name}_field_dropout")(ids)
+            ids = FieldDropout(
+                field.field_dropout, seed=_field_dropout_seed(training.seed, position, field), name=f"{name}_field_dropout"
+            )(ids)
         matrix = embedding_matrices.get(name)
         embedding = keras.layers.Embedding(
             vocabulary_sizes[name],
