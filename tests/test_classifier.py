@@ -1,6 +1,7 @@
 """The Python API on a small model trained once per session (see conftest.trained_bundle)."""
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -163,6 +164,21 @@ def test_saving_over_a_bundle_needs_overwrite(classifier, tmp_path):
     classifier.save(target, overwrite=True)
     assert multifield.load(target).labels_ == classifier.labels_
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directories left behind
+
+
+def test_a_save_clears_what_a_killed_save_left_but_not_a_live_ones(classifier, tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)  # a process that has ended: its staging directories are leftovers
+    live = os.getppid()
+    for name in (f".model.{dead}.a1b2c3.tmp", f".model.{dead}.d4e5f6.old", f".model.{live}.g7h8i9.tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_bytes(b"partial")
+    (tmp_path / ".other.123.x.tmp").mkdir()  # another bundle's: not ours to touch
+    classifier.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".model.%d.g7h8i9.tmp" % live, ".other.123.x.tmp", "model"])
 
 
 def test_an_ensemble_is_one_bundle_with_averaged_attention(small_config_path, movie_files, tmp_path):

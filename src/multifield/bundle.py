@@ -53,7 +53,7 @@ def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = 
     if directory.exists() and not overwrite and any(directory.iterdir()):
         raise BundleError(f"{directory}: exists and is not empty; choose another directory or overwrite it")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_side_prefix(directory), suffix=".tmp", dir=directory.parent))
     try:
         bundle.model.save(staging / MODEL_FILE)
         _write_json(staging / "config.json", bundle.config.to_toml_dict())
@@ -81,7 +81,7 @@ def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = 
         )
         if directory.exists():
             # Move the old directory aside first so that a crash leaves either the old or the new bundle.
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+            retired = Path(tempfile.mkdtemp(prefix=_side_prefix(directory), suffix=".old", dir=directory.parent))
             os.replace(directory, retired / directory.name)
             os.replace(staging, directory)
             shutil.rmtree(retired, ignore_errors=True)
@@ -90,7 +90,39 @@ def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _remove_leftovers(directory)
     return directory
+
+
+def _side_prefix(directory: Path) -> str:
+    """Name prefix of the staging and retired directories beside ``directory``: they carry the writing
+    process's id, so that a later save can tell the leftovers of a killed process from a live one's."""
+    return f".{directory.name}.{os.getpid()}."
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Delete staging (``.tmp``) and retired (``.old``) directories that a killed save of ``directory`` left
+    beside it. Called once the new bundle is in place, which supersedes them; a live process's are kept."""
+    if os.name != "posix":
+        return
+    prefix = f".{directory.name}."
+    for path in directory.parent.iterdir():
+        name = path.name
+        if not (name.startswith(prefix) and name.endswith((".tmp", ".old")) and path.is_dir()):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _read_json(path: Path):
