@@ -39,26 +39,9 @@ def micro_f1(y_true: np.ndarray, predicted: np.ndarray) -> float:
 
 def best_global_threshold(y_true: np.ndarray, scores: np.ndarray, min_labels: int = 0) -> tuple[float, float]:
     """The one threshold that maximises micro-F1, and that F1 (the lowest such threshold on ties)."""
-    truth = np.asarray(y_true) != 0
-    true_count = int(truth.sum())
-    n_labels = scores.shape[1]
-    if min_labels > 0 and n_labels > 0:
-        # A row with fewer than min_labels labels on gets its top k labels, which always include the ones on
-        # (they score higher than all the others), so its prediction is exactly its top k, whatever the threshold.
-        k = min(min_labels, n_labels)
-        top = np.argsort(-scores, axis=1)[:, :k]
-        top_true = np.take_along_axis(truth, top, axis=1).sum(axis=1)
     best = (0.5, -1.0)
     for threshold in GRID:
-        on = scores >= np.asarray(threshold, dtype=scores.dtype)
-        row_predicted = on.sum(axis=1)
-        row_true_positive = (on & truth).sum(axis=1)
-        if min_labels > 0 and n_labels > 0:
-            short = row_predicted < min_labels
-            row_predicted = np.where(short, k, row_predicted)
-            row_true_positive = np.where(short, top_true, row_true_positive)
-        denominator = int(row_predicted.sum()) + true_count
-        score = 2.0 * int(row_true_positive.sum()) / denominator if denominator else 0.0
+        score = micro_f1(y_true, decide(scores, threshold, min_labels))
         if score > best[1]:
             best = (float(threshold), float(score))
     return best
