@@ -8,7 +8,8 @@ the next epoch's batch order, the epoch and stage (wide or deep) reached, the va
 history, best score, best epoch, best weights and early-stopping state, and the finished ensemble
 members. It is written to a temporary file, flushed to disk and renamed over the previous one, so a
 crash leaves either the old or the new checkpoint, never half of one. ``--out`` itself only ever holds
-a finished bundle (written atomically by ``multifield.bundle``); the checkpoint is removed once it is.
+a finished bundle (written atomically by ``multifield.bundle``); the checkpoint is removed once the bundle
+and its report are written.
 
 The tokenizers and the label vocabulary are not stored: they are fitted again on the same training
 records, which gives the same ones; a fingerprint of the config, ``--epochs`` and the encoded arrays

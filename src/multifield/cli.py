@@ -164,11 +164,13 @@ def train(
         err_console.print(f"process {plan.process_index} done; process 0 writes the bundle")
         return
     classifier.save(out, overwrite=overwrite or resume)
-    checkpoint.remove()  # after the bundle is in place: a crash in between leaves both, and --resume redoes the save
     err_console.print(f"model bundle written to {out}")
     from multifield.report import write_run_report
 
     write_run_report(classifier, out / "report.html", train_data, valid_data, console=err_console)
+    # Last, once the bundle and its report are in place: a crash before this leaves the checkpoint, and
+    # --resume writes both again.
+    checkpoint.remove()
 
 
 def _training_records(train_file: Path, valid_file: Optional[Path], config, stream: Optional[bool], skip_bad_rows: bool):
