@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 # Compiled functions of the commands the tests run go to a folder of this session, not to ~/.cache.
-os.environ.setdefault("MULTIFIELD_CACHE_DIR", tempfile.mkdtemp(prefix="multifield-xla-"))
+if "MULTIFIELD_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="multifield-xla-")
+    os.environ["MULTIFIELD_CACHE_DIR"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 
 import pytest
 
