@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,14 @@ from multifield.errors import DataError, MultifieldError
 from multifield.thresholds import choose_shrinkage, decide, tune_thresholds
 
 PREDICT_BATCH_SIZE = 512
+
+
+class _EncodedRecords(NamedTuple):
+    """Records made ready for the model: their ids, their coerced field values and their id matrices."""
+
+    ids: list
+    values: dict[str, list]
+    inputs: dict[str, np.ndarray]
 
 
 def as_table(data: Any, name: str = "<records>") -> Table:
@@ -287,10 +296,27 @@ class MultiFieldClassifier:
     def predict_records(self, data, attention: bool = False) -> list[dict]:
         """One ``{"id", "labels", "scores"[, "attention"]}`` dict per record, in input order."""
         self._check_fitted()
-        table = as_table(data)
-        ids = [record.get(self.config_.id_field) for record in table.records]
+        return self._records_of(self._encoded(as_table(data)), attention)
+
+    def predict_chunks(self, tables: Iterable[Table], attention: bool = False) -> Iterator[tuple[Table, list[dict]]]:
+        """``(table, predict_records(table))`` for each table of ``tables`` (the chunks of a file), in order.
+
+        The next chunk is read, checked and tokenized in a background thread while the model predicts
+        the current one, so a large file costs little more than the model's own time."""
+        from multifield.data.prefetch import prefetched
+
+        self._check_fitted()
+        for table, encoded in prefetched((table, self._encoded(table)) for table in tables):
+            yield table, self._records_of(encoded, attention) if len(table) else []
+
+    def _encoded(self, table: Table) -> _EncodedRecords:
         values = field_values(self.config_, table)
-        inputs = self.encoder_.encode_values(values)
+        return _EncodedRecords([record.get(self.config_.id_field) for record in table.records], values, self.encoder_.encode_values(values))
+
+    def _records_of(self, encoded: _EncodedRecords, attention: bool) -> list[dict]:
+        ids, values, inputs = encoded
+        if not ids:
+            return []
         if attention:
             from multifield.model import attention_output
 

@@ -255,10 +255,11 @@ def predict(
     def rows():
         # Chunk by chunk: memory does not grow with the input; the output appears whole, by a rename.
         # A bad record fails the run, or with --skip-bad-rows gets an {"id", "line", "error"} line in its place.
-        for chunk in checked_tables(input_file, model.config_, skip_bad_rows=skip_bad_rows):
+        chunks = checked_tables(input_file, model.config_, skip_bad_rows=skip_bad_rows)
+        for chunk, predictions in model.predict_chunks(chunks, attention=attention):
             skipped.extend(chunk.skipped)
             line_kind[0] = chunk.line_kind
-            yield from with_bad_rows(chunk, model.predict_records(chunk, attention=attention) if len(chunk) else [])
+            yield from with_bad_rows(chunk, predictions)
 
     count = write_jsonl(output, rows())
     if skipped:

@@ -343,9 +343,6 @@ def _concatenate(parts: list[dict]) -> dict:
 def predict_file(classifier, input_path, output_path, attention: bool = False, chunk_records: int = 8192) -> int:
     """Write one prediction line per input record, in order, reading and predicting chunk by chunk;
     the output appears (renamed from a temporary file) only when every record is written."""
-    rows = (
-        row
-        for chunk in iter_chunks(input_path, chunk_records)
-        for row in classifier.predict_records(chunk, attention=attention)
-    )
+    chunks = classifier.predict_chunks(iter_chunks(input_path, chunk_records), attention=attention)
+    rows = (row for _, predictions in chunks for row in predictions)
     return write_jsonl(output_path, rows)
