@@ -37,6 +37,7 @@ max_tokens = 6
 min_count = 1
 embedding_dim = 8
 wide = true
+wide_pooling = "tfidf"
 field_dropout = 0.2
 
 [fields.reviews]

@@ -42,6 +42,21 @@ def as_table(data: Any, name: str = "<records>") -> Table:
     raise MultifieldError(f"expected a file path, a DataFrame or a list of dicts, got {type(data).__name__}")
 
 
+def _document_frequencies(config: Config, encoder: RecordEncoder, x_train) -> dict[str, tuple[np.ndarray, int]]:
+    """For the fields whose wide part is pooled by tfidf: how many training records hold each token id."""
+    from multifield.data.encoding import document_frequencies
+
+    names = [name for name, field in config.fields.items() if field.wide and field.wide_pooling == "tfidf"]
+    if not names:
+        return {}
+    if not isinstance(x_train, dict):  # a training file streamed from disk
+        return x_train.document_frequencies(names)
+    return {
+        name: (document_frequencies(x_train[name], encoder.tokenizers[name].vocabulary_size), len(x_train[name]))
+        for name in names
+    }
+
+
 def _resolve_config(config) -> Config:
     if isinstance(config, Config):
         return config
@@ -145,12 +160,14 @@ class MultiFieldClassifier:
                 checkpoint, resume, config, epochs, encoder, x_train, y_train, x_valid, y_valid, console=console
             )
         matrices = embedding_matrices(config, encoder, console)
+        frequencies = _document_frequencies(config, encoder, x_train)
         members, histories, best_epochs = [], [], []
         for member in range(training.ensemble):
             if training.ensemble > 1:
                 console.print(f"ensemble member {member + 1} of {training.ensemble}")
             full_model, history, best_epoch = self._train_member(
-                member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, callbacks, checkpoint
+                member, x_train, y_train, x_valid, y_valid, matrices, frequencies, epochs, verbose, console, callbacks,
+                checkpoint,
             )
             members.append(full_model)
             histories.append(history)
@@ -189,8 +206,8 @@ class MultiFieldClassifier:
         return self
 
     def _train_member(
-        self, member, x_train, y_train, x_valid, y_valid, matrices, epochs, verbose, console, extra_callbacks=None,
-        checkpoint=None,
+        self, member, x_train, y_train, x_valid, y_valid, matrices, frequencies, epochs, verbose, console,
+        extra_callbacks=None, checkpoint=None,
     ):
         """Train one model (seed ``training.seed + member``); its full model, history and best epoch."""
         import keras
@@ -213,6 +230,7 @@ class MultiFieldClassifier:
             len(self.encoder_.labels.labels),
             matrices,
             name_suffix=f"_{member + 1}" if training.ensemble > 1 else "",
+            document_frequencies=frequencies,
         )
         finished = checkpoint.finished_member(member, full_model) if checkpoint is not None else None
         if finished is not None:  # resumed: this member was done before the interruption

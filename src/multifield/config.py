@@ -51,8 +51,11 @@ class _FieldBase(_Strict):
     wide: bool = Field(
         False, description="Also feed the field's bag of tokens to a linear (wide) part trained jointly."
     )
-    wide_pooling: Literal["mean", "sqrtn", "sum"] = Field(
-        "mean", description="How the wide part adds up a field's tokens: mean, sum / sqrt(count), or sum."
+    wide_pooling: Literal["mean", "sqrtn", "sum", "tfidf"] = Field(
+        "mean",
+        description="How the wide part adds up a field's tokens: mean, sum / sqrt(count), sum, or tfidf (each "
+        "token weighted by its inverse document frequency in the training records, L2-normalised: a linear "
+        "model over the field's TF-IDF vector).",
     )
 
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from multifield.config import ATTENTION_ENCODERS, AttentionFieldConfig, Config, PooledFieldConfig, RNNAttentionFieldConfig
-from multifield.layers import AttentionPooling, FieldDropout, MaskedGlobalPooling, RecurrentAttentionEncoder
+from multifield.layers import AttentionPooling, FieldDropout, IdfPooling, MaskedGlobalPooling, RecurrentAttentionEncoder
 
 __all__ = ["attention_output", "build_model", "ensemble_model", "scores_model", "set_wide_trainable", "wide_scores_model"]
 
@@ -60,14 +60,18 @@ def build_model(
     num_labels: int,
     embedding_matrices: dict[str, np.ndarray] | None = None,
     name_suffix: str = "",
+    document_frequencies: dict[str, tuple[np.ndarray, int]] | None = None,
 ) -> keras.Model:
     """The full model: a dict of ``(batch, time)`` int32 id arrays in; out, a dict holding ``"scores"``
     ``(batch, num_labels)`` and, for each attention field, ``"<field>_attention"`` ``(batch, [heads,] time)``.
 
     Each encoder is called once, returning its attention weights too: Keras cannot reconnect a second
     call of a layer to a graph that was built without it. Train and predict with ``scores_model``.
+    ``document_frequencies`` gives, for each field whose wide part is pooled by ``tfidf``, the number of
+    training records holding each token id and the number of records.
     """
     embedding_matrices = embedding_matrices or {}
+    document_frequencies = document_frequencies or {}
     training = config.training
     inputs, deep_parts, wide_parts, attention = {}, [], [], {}
     for position, (name, field) in enumerate(config.fields.items()):
@@ -98,7 +102,14 @@ def build_model(
             wide_tokens = keras.layers.Embedding(
                 vocabulary_sizes[name], num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
             )(ids)
-            wide_parts.append(MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens))
+            if field.wide_pooling == "tfidf":
+                if name not in document_frequencies:
+                    raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
+                pooling = IdfPooling(vocabulary_sizes[name], name=f"{name}_wide_pooling")
+                wide_parts.append(pooling(wide_tokens, ids))
+                pooling.set_document_frequencies(*document_frequencies[name])
+            else:
+                wide_parts.append(MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens))
 
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)

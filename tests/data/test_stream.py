@@ -6,6 +6,7 @@ import gzip
 import json
 import tomllib
 import tracemalloc
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,27 @@ def test_streamed_training_matches_in_memory(movie_files, small_config_path):
         assert model.metrics_["train_records"] == 300
         scores[stream] = model.metrics_["validation"]["micro_f1"]
     assert abs(scores[True] - scores[False]) <= 0.08, scores
+
+
+def test_tfidf_wide_pooling_counts_the_same_documents_streamed_or_in_memory(movie_files):
+    from multifield import MultiFieldClassifier
+
+    weights = {}
+    for stream in (False, True):
+        model = MultiFieldClassifier(small_config()).fit(
+            movie_files["train"], movie_files["valid"], epochs=1, verbose=False, stream=stream
+        )
+        weights[stream] = np.asarray(model.model_.get_layer("features_wide_pooling").idf)
+    np.testing.assert_array_equal(weights[True], weights[False])
+    # each keyword weighs ln((1 + records) / (1 + records holding it)) + 1, counted in the training file
+    # among the first max_tokens (6) keywords of a record, the ones the model reads
+    records = [json.loads(line) for line in movie_files["train"].read_text().splitlines()]
+    vocabulary = model.encoder_.tokenizers["features"].vocabulary()
+    token = vocabulary[2]
+    holding = sum(token in {unicodedata.normalize("NFKC", item).lower() for item in record["features"][:6]} for record in records)
+    assert holding >= 2
+    np.testing.assert_allclose(weights[True][2], np.log(301 / (1 + holding)) + 1, rtol=1e-6)
+    assert weights[True][0] == 0.0
 
 
 def test_predict_file_streams_one_line_per_record(tmp_path, trained_bundle, movie_files):

@@ -58,6 +58,14 @@ class RecordEncoder:
         return self.labels.transform(label_sets(self.config, table, required=True))
 
 
+def document_frequencies(ids: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    """For each token id, the number of rows of ``ids`` (a ``(records, time)`` id matrix) that hold it."""
+    rows = np.sort(ids, axis=1)
+    first = np.ones(rows.shape, dtype=bool)
+    first[:, 1:] = rows[:, 1:] != rows[:, :-1]
+    return np.bincount(rows[first], minlength=vocabulary_size)
+
+
 def field_values(config: Config, table: Table) -> dict[str, list]:
     """Each field's values, coerced to a string (text) or a list of strings (items); missing means empty."""
     values: dict[str, list] = {name: [] for name in config.fields}

@@ -22,7 +22,7 @@ import numpy as np
 
 from multifield.config import Config
 from multifield.data.batches import batch_order, row_lengths, take_batch
-from multifield.data.encoding import RecordEncoder, field_values, label_sets, record_ids
+from multifield.data.encoding import RecordEncoder, document_frequencies, field_values, label_sets, record_ids
 from multifield.data.io import Table, iter_tables, write_jsonl
 from multifield.data.labels import LabelEncoder
 from multifield.data.split import BUCKETS
@@ -135,6 +135,19 @@ class StreamSource:
             return table
         ids = record_ids(self.config, table)
         return table.subset(i for i, record_id in enumerate(ids) if _id_hash(record_id)[0] >= self.validation_cut)
+
+
+    def document_frequencies(self, names) -> dict[str, tuple[np.ndarray, int]]:
+        """For each field of ``names``: how many training records hold each token id, and the number of
+        training records (one more pass over the whole file, every shard)."""
+        counts = {name: np.zeros(self.encoder.tokenizers[name].vocabulary_size, dtype=np.int64) for name in names}
+        for chunk in iter_chunks(self.path, self.chunk_records):
+            chunk = self.keeps(chunk)
+            values = field_values(self.config, chunk)
+            for name in names:
+                tokenizer = self.encoder.tokenizers[name]
+                counts[name] += document_frequencies(tokenizer.encode(values[name]), tokenizer.vocabulary_size)
+        return {name: (count, self.count) for name, count in counts.items()}
 
 
 def _id_hash(record_id) -> tuple[int, int]:
