@@ -320,16 +320,17 @@ class MultiFieldClassifier:
         """``(table, predict_records(table))`` for each table of ``tables`` (the chunks of a file), in order.
 
         The next chunk is read, checked and tokenized in a background thread while the model predicts
-        the current one, so a large file costs little more than the model's own time."""
+        the current one."""
         from multifield.data.prefetch import prefetched
 
         self._check_fitted()
         for table, encoded in prefetched((table, self._encoded(table)) for table in tables):
-            yield table, self._records_of(encoded, attention) if len(table) else []
+            yield table, self._records_of(encoded, attention)
 
     def _encoded(self, table: Table) -> _EncodedRecords:
         values = field_values(self.config_, table)
-        return _EncodedRecords([record.get(self.config_.id_field) for record in table.records], values, self.encoder_.encode_values(values))
+        ids = [record.get(self.config_.id_field) for record in table.records]
+        return _EncodedRecords(ids, values, self.encoder_.encode_values(values))
 
     def _records_of(self, encoded: _EncodedRecords, attention: bool) -> list[dict]:
         ids, values, inputs = encoded
