@@ -44,7 +44,7 @@ def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
             for item in iterator:
                 if not put(item):
                     return
-        except BaseException as error:  # handed to the consumer, raised there
+        except BaseException as error:  # noqa: BLE001 (handed to the consumer, raised there)
             put(_Failure(error))
             return
         finally:

@@ -136,7 +136,6 @@ class StreamSource:
         ids = record_ids(self.config, table)
         return table.subset(i for i, record_id in enumerate(ids) if _id_hash(record_id)[0] >= self.validation_cut)
 
-
     def document_frequencies(self, names) -> dict[str, tuple[np.ndarray, int]]:
         """For each field of ``names``: how many training records hold each token id, and the number of
         training records (one more pass over the whole file, every shard)."""
