@@ -319,4 +319,30 @@ def multifield_config(config_path: str | Path, blank_fields: tuple[str, ...] = (
     for k in ("threshold", "epochs"):
         if k in metrics:
             details[k] = metrics[k]
+    if not blank_fields:
+        details.update(attention_sharpness(exe, bundle, test, verbose))
     return ConfigResult(float(metrics["micro_f1"]), float(metrics["macro_f1"]), seconds, details)
+
+
+def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = False, min_tokens: int = 5) -> dict:
+    """How far each attention field's weights on the test records are from uniform: the median over records
+    (of ``min_tokens`` tokens or more) of the largest weight times the number of tokens (1 for uniform
+    weights) and of the entropy divided by log(tokens) (1 for uniform weights)."""
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "attention.jsonl"
+        _run([exe, "predict", str(bundle), "--input", str(test), "--output", str(output), "--attention"], verbose)
+        rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    details = {}
+    for name in rows[0].get("attention", {}) if rows else ():
+        peaks, entropies = [], []
+        for row in rows:
+            pairs = row["attention"][name]
+            if len(pairs) < min_tokens or isinstance(pairs[0][0], list):  # short, or one list per head
+                continue
+            weights = np.array([weight for _, weight in pairs], dtype=np.float64)
+            peaks.append(weights.max() * len(weights))
+            entropies.append(-(weights * np.log(np.maximum(weights, 1e-12))).sum() / np.log(len(weights)))
+        if peaks:
+            details[f"{name} attention: largest weight x tokens (median; 1 = uniform)"] = round(float(np.median(peaks)), 2)
+            details[f"{name} attention: normalised entropy (median; 1 = uniform)"] = round(float(np.median(entropies)), 3)
+    return details
