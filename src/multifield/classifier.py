@@ -45,11 +45,12 @@ def as_table(data: Any, name: str = "<records>") -> Table:
 def _document_frequencies(config: Config, encoder: RecordEncoder, x_train) -> dict[str, tuple[np.ndarray, int]]:
     """For the fields whose wide part is pooled by tfidf: how many training records hold each token id."""
     from multifield.data.encoding import document_frequencies
+    from multifield.data.stream import StreamSource
 
     names = [name for name, field in config.fields.items() if field.wide and field.wide_pooling == "tfidf"]
     if not names:
         return {}
-    if not isinstance(x_train, dict):  # a training file streamed from disk
+    if isinstance(x_train, StreamSource):  # a training file read from disk, chunk by chunk
         return x_train.document_frequencies(names)
     return {
         name: (document_frequencies(x_train[name], encoder.tokenizers[name].vocabulary_size), len(x_train[name]))
