@@ -95,4 +95,28 @@ def test_write_jsonl_is_atomic(tmp_path):
     assert path.read_text() == "old\n"
     assert list(tmp_path.iterdir()) == [path]
     assert write_jsonl(path, [{"id": 1}, {"id": 2}]) == 2
-    assert path.read_text().splitlines() == ['{"id": 1}', '{"id": 2}']
+    assert path.read_text().splitlines() == ['{"id":1}', '{"id":2}']
+
+
+def test_lines_the_fast_reader_refuses_read_as_the_json_module_reads_them(tmp_path):
+    # NaN, integers over 64 bits (orjson reads them as floats) and a lone surrogate escape.
+    lines = [
+        '{"id": 1, "score": NaN}',
+        '{"id": 123456789012345678901234567890}',
+        '{"id": 2, "extra": {"n": [1.5, -123456789012345678901234567890]}}',
+        '{"id": "\\ud800"}',
+        '{"id": "é", "n": 1e300}',
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records = read_table(path).records
+    assert records[0]["id"] == 1 and records[0]["score"] != records[0]["score"]  # NaN
+    assert records[1:] == [json.loads(line) for line in lines[1:]]
+
+
+def test_write_jsonl_writes_what_the_fast_writer_refuses(tmp_path):
+    path = tmp_path / "out.jsonl"
+    rows = [{"id": 123456789012345678901234567890, "labels": ["Crime"]}, {"id": "é", "scores": {"Crime": float("nan")}}]
+    assert write_jsonl(path, rows) == 2
+    written = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert written == [rows[0], {"id": "é", "scores": {"Crime": None}}]

@@ -67,7 +67,11 @@ def document_frequencies(ids: np.ndarray, vocabulary_size: int) -> np.ndarray:
 
 
 def field_values(config: Config, table: Table) -> dict[str, list]:
-    """Each field's values, coerced to a string (text) or a list of strings (items); missing means empty."""
+    """Each field's values, coerced to a string (text) or a list of strings (items); missing means empty.
+
+    A table from ``check_records`` holds them already (``table.values``): records are coerced once."""
+    if table.values is not None and all((name, field.kind) in table.values for name, field in config.fields.items()):
+        return {name: table.values[name, field.kind] for name, field in config.fields.items()}
     values: dict[str, list] = {name: [] for name in config.fields}
     notes: dict[tuple[str, str], list[int]] = {}
     for index, record in enumerate(table.records):
@@ -86,6 +90,10 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
 def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | list[str], str | None]:
     """A field's value as a string (``kind="text"``) or a list of strings (``"items"``), and a note when
     a value of another type was converted because its meaning is clear. Raises ``ValueError``."""
+    if kind == "text" and type(value) is str:  # the common case, first
+        if len(value) > MAX_FIELD_CHARS:
+            raise ValueError(f"{len(value):,} characters long, over the limit of {MAX_FIELD_CHARS:,} (is it the right column?)")
+        return value, None
     size = _size(value)
     if size > MAX_FIELD_CHARS:
         raise ValueError(f"{size:,} characters long, over the limit of {MAX_FIELD_CHARS:,} (is it the right column?)")
@@ -188,12 +196,14 @@ def check_records(
     ``skipped``. ``seen`` (id →
     line) carries the ids of earlier chunks of the same file; ``require_some`` refuses a table left empty."""
     kept: list[int] = []
+    values: dict[tuple[str, str], list] = {(name, field.kind): [] for name, field in config.fields.items()}
     seen = {} if seen is None else seen
     notes: dict[tuple[str, str], list[int]] = {}
     for index, record in enumerate(table.records):
         line = table.where(index)
         record_id = record.get(config.id_field)
-        problem = _record_problem(config, record, labels, notes, line, table.format)
+        coerced: list = []
+        problem = _record_problem(config, record, labels, notes, line, table.format, coerced)
         if problem is None and record_id in seen:
             problem = BadRow(line, f"duplicate id {record_id!r} (first seen on {table.line_kind} {seen[record_id]})", config.id_field)
         if problem is not None:
@@ -202,7 +212,10 @@ def check_records(
             continue
         seen[record_id] = line
         kept.append(index)
+        for key, value in zip(values, coerced):
+            values[key].append(value)
     result = table.subset(kept)
+    result.values = values
     result.skipped = sorted(table.skipped, key=lambda row: row.line or 0)
     if result.skipped and not skip_bad_rows:
         first, more = result.skipped[0], len(result.skipped) - 1
@@ -214,17 +227,21 @@ def check_records(
     return result
 
 
-def _record_problem(config: Config, record: dict, labels: bool, notes: dict, line, file_format: str) -> BadRow | None:
+def _record_problem(
+    config: Config, record: dict, labels: bool, notes: dict, line, file_format: str, coerced: list
+) -> BadRow | None:
+    """What is wrong with a record, or None; its fields' coerced values are appended to ``coerced``."""
     problem = _id_problem(record.get(config.id_field))
     if problem:
         return BadRow(line, problem, config.id_field)
     for name, field in config.fields.items():
         try:
-            _, note = coerce_field(record.get(name), field.kind, file_format)
+            value, note = coerce_field(record.get(name), field.kind, file_format)
         except ValueError as error:
             return BadRow(line, str(error), name)
         if note:
             _count_note(notes, name, note, line)
+        coerced.append(value)
     if labels:
         problem = _labels_problem(config, record)
         if problem:
