@@ -327,7 +327,8 @@ def multifield_config(config_path: str | Path, blank_fields: tuple[str, ...] = (
 def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = False, min_tokens: int = 5) -> dict:
     """How far each attention field's weights on the test records are from uniform: the median over records
     (of ``min_tokens`` tokens or more) of the largest weight times the number of tokens (1 for uniform
-    weights) and of the entropy divided by log(tokens) (1 for uniform weights)."""
+    weights) and of the entropy divided by log(tokens) (1 for uniform weights); then whether the weights
+    point at the words the prediction rests on (``attention_deletion``)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "attention.jsonl"
         _run([exe, "predict", str(bundle), "--input", str(test), "--output", str(output), "--attention"], verbose)
@@ -345,4 +346,45 @@ def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = Fals
         if peaks:
             details[f"{name} attention: largest weight x tokens (median; 1 = uniform)"] = round(float(np.median(peaks)), 2)
             details[f"{name} attention: normalised entropy (median; 1 = uniform)"] = round(float(np.median(entropies)), 3)
+        with tempfile.TemporaryDirectory() as folder:
+            details.update(attention_deletion(exe, bundle, test, rows, name, Path(folder), verbose))
     return details
+
+
+def attention_deletion(exe: str, bundle: Path, test: Path, rows: list[dict], name: str, folder: Path,
+                       verbose: bool = False, k: int = 3, min_tokens: int = 10) -> dict:
+    """Whether an attention field's weights point at the words the prediction rests on (a deletion test):
+    on the test records whose field has ``min_tokens`` tokens or more, remove its ``k`` most attended
+    words, or ``k`` words at random, and measure how far the scores of the labels predicted on the
+    unchanged record fall (mean over records and their predicted labels). Attention that explains the
+    model makes the first fall much larger than the second."""
+    rng = np.random.default_rng(0)
+    records = [json.loads(line) for line in test.read_text(encoding="utf-8").splitlines()]
+    kept, variants = [], {"same": [], "top": [], "random": []}
+    for record, row in zip(records, rows):
+        pairs = row["attention"][name]
+        if len(pairs) < min_tokens or isinstance(pairs[0][0], list) or not row["labels"]:
+            continue
+        words = [word for word, _ in pairs]
+        weights = np.array([weight for _, weight in pairs])
+        dropped = {"same": set(), "top": set(np.argsort(-weights)[:k].tolist()),
+                   "random": set(rng.choice(len(words), k, replace=False).tolist())}
+        for variant, positions in dropped.items():
+            left = [word for position, word in enumerate(words) if position not in positions]
+            variants[variant].append(dict(record, **{name: left if isinstance(record.get(name), list) else " ".join(left)}))
+        kept.append(row["labels"])
+    if not kept:
+        return {}
+    scores = {}
+    for variant, variant_records in variants.items():
+        source, output = folder / f"deletion-{variant}.jsonl", folder / f"deletion-{variant}-out.jsonl"
+        write_jsonl(source, variant_records)
+        _run([exe, "predict", str(bundle), "--input", str(source), "--output", str(output)], verbose)
+        scores[variant] = [json.loads(line)["scores"] for line in output.read_text(encoding="utf-8").splitlines()]
+
+    def fall(variant: str) -> float:
+        return float(np.mean([np.mean([same[label] - changed[label] for label in labels])
+                              for labels, same, changed in zip(kept, scores["same"], scores[variant])]))
+
+    return {f"{name} attention: score fall when its {k} most attended words are removed (random {k})":
+            f"{fall('top'):.4f} ({fall('random'):.4f})"}

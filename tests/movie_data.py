@@ -60,6 +60,7 @@ batch_size = 32
 max_epochs = 2
 patience = 1
 hidden_units = 16
+deep_loss_weight = 1.0
 seed = 7
 """
 

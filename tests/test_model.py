@@ -85,6 +85,36 @@ def test_positive_weights_and_weighted_loss():
     np.testing.assert_allclose(weighted - plain, [0, 0, -np.log(0.3), 0], rtol=1e-5, atol=1e-6)
 
 
+def test_deep_loss_weight_trains_on_the_deep_parts_own_scores_too():
+    import keras
+
+    from multifield.model import training_model, wide_scores_model
+    from multifield.training import make_loss
+
+    config = config_from_dict(CONFIG)
+    model = build_model(config, {"plot": 30, "actors": 10}, num_labels=3)
+    kernel, bias = model.get_layer("deep_logits").get_weights()
+    model.get_layer("deep_logits").set_weights([np.random.default_rng(0).normal(size=kernel.shape), bias])
+    model.get_layer("actors_wide").set_weights([np.random.default_rng(1).normal(size=(10, 3)).astype("float32")])
+    inputs = {"plot": np.array([[5, 6, 7], [8, 0, 0]], dtype=np.int32), "actors": np.array([[3, 4], [0, 0]], dtype=np.int32)}
+    assert training_model(model, 0.0).output.shape[-1] == 3
+    both = np.asarray(training_model(model, 1.0)(inputs))
+    scores, wide = np.asarray(scores_model(model)(inputs)), np.asarray(wide_scores_model(model)(inputs))
+    assert both.shape == (2, 6)
+    np.testing.assert_allclose(both[:, :3], scores, rtol=1e-6)
+    # The deep part's own scores: the full logits less the wide part's.
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    np.testing.assert_allclose(logit(both[:, 3:]), logit(scores) - logit(wide), rtol=1e-4, atol=1e-4)
+    y = np.array([[1, 0, 1], [0, 0, 1]], dtype=np.float32)
+    bce = lambda p: np.asarray(keras.losses.binary_crossentropy(y, p)).mean()  # noqa: E731
+    loss = make_loss(0.0, None, 0.5)
+    np.testing.assert_allclose(np.mean(loss(y, both)), bce(both[:, :3]) + 0.5 * bce(both[:, 3:]), rtol=1e-5)
+    np.testing.assert_allclose(np.mean(loss(y, scores)), bce(scores), rtol=1e-5)
+    # Without a wide part the deep part is the whole model: nothing to add.
+    deep_only = {**CONFIG, "fields": {"plot": CONFIG["fields"]["plot"]}}
+    assert training_model(build_model(config_from_dict(deep_only), {"plot": 30}, num_labels=3), 1.0).output.shape[-1] == 3
+
+
 def test_attention_encoder_explains_without_recurrence_and_round_trips(tmp_path):
     import keras
 

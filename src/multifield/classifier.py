@@ -216,7 +216,7 @@ class MultiFieldClassifier:
         from multifield.checkpoints import fit_stage
 
         from multifield.distribution import training_batches
-        from multifield.model import build_model, scores_model, set_wide_trainable, wide_scores_model
+        from multifield.model import build_model, scores_model, set_wide_trainable, training_model, wide_scores_model
         from multifield.training import RichProgress, ValidationMonitor, make_loss, make_optimizer, positive_weights
 
         config, training = self.config_, self.config_.training
@@ -236,7 +236,10 @@ class MultiFieldClassifier:
         finished = checkpoint.finished_member(member, full_model) if checkpoint is not None else None
         if finished is not None:  # resumed: this member was done before the interruption
             return full_model, *finished
-        loss = make_loss(training.label_smoothing, positive_weights(y_train, training.positive_weight))
+        # One loss for both stages: the wide stage's predictions are the scores alone.
+        loss = make_loss(
+            training.label_smoothing, positive_weights(y_train, training.positive_weight), training.deep_loss_weight
+        )
         wide_model = wide_scores_model(full_model) if training.wide_epochs > 0 else None
         if wide_model is not None:
             # Wide first: the linear model is fitted alone, then frozen, so that the deep part learns a
@@ -259,11 +262,14 @@ class MultiFieldClassifier:
             )
             set_wide_trainable(full_model, False)
             console.print("deep part on top of it")
-        model = scores_model(full_model)
+        model = training_model(full_model, training.deep_loss_weight)
         model.compile(optimizer=make_optimizer(training, steps_per_epoch), loss=loss)
         total_epochs = epochs or training.max_epochs
+        # Validation reads the scores alone; a model of the scores alone is validated as it is (one
+        # prediction function to compile, not two).
+        scoring = model if model.output.shape[-1] == len(self.encoder_.labels.labels) else scores_model(full_model)
         monitor = ValidationMonitor(
-            lambda: self._scores(x_valid, model),
+            lambda: self._scores(x_valid, scoring),
             y_valid,
             patience=None if epochs else training.patience,
             min_labels=training.min_labels,

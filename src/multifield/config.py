@@ -134,6 +134,14 @@ class TrainingConfig(_Strict):
         "0 trains both together from the start.",
     )
     wide_learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate of the wide-first stage.")
+    deep_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        description="With wide fields: weight of a second loss on the deep part's own logits (as if there were no "
+        "wide part), added to the loss of the full model's. The deep part, and the attention that explains it, "
+        "then learn to predict the labels themselves rather than only nudge the linear part. 0: no such loss.",
+    )
     hidden_units: int = Field(256, ge=0, description="Size of the Dense layer after concatenation (0: none).")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")

@@ -17,7 +17,15 @@ import numpy as np
 from multifield.config import ATTENTION_ENCODERS, AttentionFieldConfig, Config, PooledFieldConfig, RNNAttentionFieldConfig
 from multifield.layers import AttentionPooling, FieldDropout, IdfPooling, MaskedGlobalPooling, RecurrentAttentionEncoder
 
-__all__ = ["attention_output", "build_model", "ensemble_model", "scores_model", "set_wide_trainable", "wide_scores_model"]
+__all__ = [
+    "attention_output",
+    "build_model",
+    "ensemble_model",
+    "scores_model",
+    "set_wide_trainable",
+    "training_model",
+    "wide_scores_model",
+]
 
 
 def _encoder(name: str, field) -> keras.layers.Layer:
@@ -157,6 +165,18 @@ def set_wide_trainable(model: keras.Model, trainable: bool) -> None:
 def scores_model(model: keras.Model) -> keras.Model:
     """The part of a full model that computes the scores alone (sharing its weights)."""
     return keras.Model(inputs=model.input, outputs=model.output["scores"], name=f"{model.name}_scores")
+
+
+def training_model(model: keras.Model, deep_loss_weight: float) -> keras.Model:
+    """The model the deep stage trains: ``scores_model``, or with a ``deep_loss_weight`` and a wide part,
+    ``(batch, 2 * labels)``: the scores, then the deep part's own scores (the sigmoid of its logits alone),
+    for ``multifield.training.make_loss``'s second term. It shares the full model's weights."""
+    names = {layer.name for layer in model.layers}
+    if deep_loss_weight <= 0 or "logits" not in names:
+        return scores_model(model)
+    deep_scores = keras.layers.Activation("sigmoid", dtype="float32", name="deep_scores")(model.get_layer("deep_logits").output)
+    both = keras.layers.Concatenate(name="scores_and_deep_scores")([model.output["scores"], deep_scores])
+    return keras.Model(inputs=model.input, outputs=both, name=f"{model.name}_training")
 
 
 def _model_name(config: Config) -> str:

@@ -63,8 +63,23 @@ def positive_weights(y_train: np.ndarray, mode: str) -> np.ndarray | None:
     return np.maximum(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0).astype(np.float32)
 
 
-def make_loss(label_smoothing: float, weights: np.ndarray | None):
-    """Binary cross-entropy; with ``weights``, each label's positive term is scaled by its weight."""
+def make_loss(label_smoothing: float, weights: np.ndarray | None, deep_loss_weight: float = 0.0):
+    """Binary cross-entropy; with ``weights``, each label's positive term is scaled by its weight.
+
+    Predictions of twice the labels' width (``multifield.model.training_model``) are the scores, then the
+    deep part's own scores: their loss is added, times ``deep_loss_weight``."""
+    loss = _binary_crossentropy(label_smoothing, weights)
+
+    def loss_with_deep_part(y_true, y_pred):
+        labels = y_true.shape[-1]
+        if y_pred.shape[-1] == labels:
+            return loss(y_true, y_pred)
+        return loss(y_true, y_pred[:, :labels]) + deep_loss_weight * loss(y_true, y_pred[:, labels:])
+
+    return loss_with_deep_part if deep_loss_weight > 0 else loss
+
+
+def _binary_crossentropy(label_smoothing: float, weights: np.ndarray | None):
     if weights is None:
         return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     weights = keras.ops.convert_to_tensor(weights)
