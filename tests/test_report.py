@@ -11,7 +11,7 @@ from rich.console import Console
 import multifield
 from multifield.report import error_cooccurrence, training_report_html, write_run_report
 
-SECTIONS = ('id="curves"', 'id="labels"', 'id="errors"', 'id="model"', 'id="read"')
+SECTIONS = ('id="curves"', 'id="labels"', 'id="errors"', 'id="attention"', 'id="model"', 'id="read"')
 
 
 def assert_self_contained(page: str) -> None:
@@ -36,6 +36,11 @@ def test_train_writes_the_report_into_the_bundle(small_config_path, movie_files,
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"{metrics['validation']['micro_f1']:.3f}" in page
     assert "Total params" in page  # Keras' model.summary()
+    # The deletion test of each attention field, on the validation records, shown as measured.
+    assert set(metrics["attention_check"]) == {"plot", "reviews"}
+    plot = metrics["attention_check"]["plot"]
+    assert f"{plot['top']:.4f}" in page and f"{plot['random']:.4f}" in page
+    assert "attention check on validation, plot: removing its 3 most attended words" in result.output
     assert multifield.load(out).predict([first])  # the report beside the bundle's files does not disturb it
 
 

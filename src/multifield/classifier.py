@@ -199,6 +199,12 @@ class MultiFieldClassifier:
             "validation_records": len(valid_table),
             "threshold_shrinkage": float(shrinkage),
         }
+        if config.attention_fields():
+            from multifield.attention_check import attention_check, describe
+
+            self.metrics_["attention_check"] = attention_check(self, x_valid)
+            for line in describe(self.metrics_["attention_check"]):
+                console.print(f"attention check on validation, {line}", highlight=False)
         self.artifacts_ = {"learning_curves.png": learning_curves_png(histories)}
         console.print(
             f"best epoch {', '.join(map(str, best_epochs))}: validation micro-F1 {validation['micro_f1']:.4f}, "

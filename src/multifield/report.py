@@ -145,6 +145,27 @@ def _cards(metrics: dict) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
+def _ratio(top: float, random: float) -> str:
+    return f"{top / random:.1f}x" if random > 0 else "—"
+
+
+def _attention_check_body(check: dict[str, dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{result['top']:.4f}</td><td>{result['random']:.4f}</td>"
+        f"<td>{_ratio(result['top'], result['random'])}</td><td>{result['records']:,}</td></tr>"
+        for name, result in check.items()
+    )
+    k = next(iter(check.values()))["k"]
+    return (
+        f'<p class="note">A deletion test on the validation records: remove a field\'s {k} most attended words, or {k} '
+        "words at random, and see how far the scores of the labels predicted on the unchanged record fall (mean "
+        "over records with 10 words or more). Where the first fall is several times the second, the highlighted "
+        "words are the ones the prediction rests on; where the two are alike, the shading shows little of why.</p>"
+        f"<table><tr><th>field</th><th>{k} most attended removed</th><th>{k} random removed</th><th>ratio</th>"
+        f"<th>records</th></tr>{rows}</table>"
+    )
+
+
 def _per_label_table(per_label: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(row['label'])}</td><td>{row['support']}</td><td>{row['precision']:.3f}</td>"
@@ -228,6 +249,10 @@ def training_report_html(classifier, valid=None, explained: int = EXPLAINED_RECO
         f'<details><summary>model.summary()</summary><pre class="summary">{html.escape(model_summary(model))}</pre></details>'
     )
     parts.append(("model", "Model", body))
+
+    check = metrics.get("attention_check")
+    if check:
+        parts.append(("attention", "Does the attention explain the prediction?", _attention_check_body(check)))
 
     if table is not None and len(table) and explained:
         sample = table.subset(range(min(explained, len(table))))
