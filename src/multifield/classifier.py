@@ -174,7 +174,6 @@ class MultiFieldClassifier:
             histories.append(history)
             best_epochs.append(best_epoch)
         self.model_ = members[0] if len(members) == 1 else ensemble_model(members, config)
-        self._scores_model_ = None
         valid_scores = self._scores(x_valid)
         shrinkage = training.threshold_shrinkage
         if shrinkage == "auto":
@@ -222,7 +221,7 @@ class MultiFieldClassifier:
         from multifield.checkpoints import fit_stage
 
         from multifield.distribution import training_batches
-        from multifield.model import build_model, scores_model, set_wide_trainable, training_model, wide_scores_model
+        from multifield.model import build_model, set_wide_trainable, training_model, wide_scores_model
         from multifield.training import RichProgress, ValidationMonitor, make_loss, make_optimizer, positive_weights
 
         config, training = self.config_, self.config_.training
@@ -271,11 +270,10 @@ class MultiFieldClassifier:
         model = training_model(full_model, training.deep_loss_weight)
         model.compile(optimizer=make_optimizer(training, steps_per_epoch), loss=loss)
         total_epochs = epochs or training.max_epochs
-        # Validation reads the scores alone; a model of the scores alone is validated as it is (one
-        # prediction function to compile, not two).
-        scoring = model if model.output.shape[-1] == len(self.encoder_.labels.labels) else scores_model(full_model)
+        # Validation predicts with the full model, as predict, explain and the attention check do: the
+        # functions compiled for the validation records serve them all.
         monitor = ValidationMonitor(
-            lambda: self._scores(x_valid, scoring),
+            lambda: self._scores(x_valid, full_model),
             y_valid,
             patience=None if epochs else training.patience,
             min_labels=training.min_labels,
@@ -299,13 +297,9 @@ class MultiFieldClassifier:
             raise MultifieldError("this classifier is not fitted yet: call fit() or multifield.load()")
 
     def _scores(self, inputs: dict[str, np.ndarray], model=None) -> np.ndarray:
-        if model is None:
-            if getattr(self, "_scores_model_", None) is None:
-                from multifield.model import scores_model
-
-                self._scores_model_ = scores_model(self.model_)
-            model = self._scores_model_
-        return np.asarray(self._predict(model, inputs), dtype=np.float32)
+        """The scores of ``model`` (the full model by default, whose other outputs are the attention weights)."""
+        outputs = self._predict(self.model_ if model is None else model, inputs)
+        return np.asarray(outputs["scores"] if isinstance(outputs, dict) else outputs, dtype=np.float32)
 
     def _predict(self, model, inputs: dict[str, np.ndarray]):
         from multifield.data.batches import predict_in_buckets
