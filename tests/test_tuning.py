@@ -16,6 +16,7 @@ from cli_helpers import run_cli, run_script
 from multifield.config import Config, config_from_dict, load_config
 from multifield.errors import MultifieldError
 from multifield.tuning import (
+    DEEP_LOSS_WEIGHTS,
     EMBEDDING_SIZES,
     RECURRENT_UNITS,
     config_to_toml,
@@ -190,6 +191,12 @@ def test_search_space_gives_valid_configs(config_name):
         training = config.training
         assert 3e-4 <= training.learning_rate <= 3e-3 and 0.2 <= training.dropout <= 0.6
         assert training.positive_weight in ("none", "sqrt") and training.batch_size in (32, 64, 128)
+        assert 0.0 <= training.label_smoothing <= 0.1
+        if any(field.wide for field in config.fields.values()):
+            assert training.deep_loss_weight in DEEP_LOSS_WEIGHTS
+            seen.setdefault("deep_loss_weight", set()).add(training.deep_loss_weight)
+        else:
+            assert "training.deep_loss_weight" not in trial.params
         if training.schedule.kind == "exponential":
             assert 1.0 <= training.schedule.decay_epochs <= 8.0
         for name, field in config.fields.items():
@@ -207,7 +214,7 @@ def test_search_space_gives_valid_configs(config_name):
         seen["batch_size"].add(training.batch_size)
         study.tell(trial, 0.0)
     assert seen == {"optimizer": {"adam", "adamw", "sgd", "rmsprop"}, "schedule": {"constant", "exponential", "cosine"},
-                    "cell": {"lstm", "gru"}, "batch_size": {32, 64, 128}}
+                    "cell": {"lstm", "gru"}, "batch_size": {32, 64, 128}, "deep_loss_weight": set(DEEP_LOSS_WEIGHTS)}
     field_dropouts = {field.field_dropout for field in config.fields.values()}
     if len(base.fields) == 1:  # blanking the only field would blank the record
         assert "fields.*.field_dropout" not in trial.params and field_dropouts == {0.0}

@@ -19,6 +19,7 @@ from multifield.errors import MultifieldError, TrainingError
 
 EMBEDDING_SIZES = (32, 64, 128)
 RECURRENT_UNITS = (32, 64, 128)
+DEEP_LOSS_WEIGHTS = (0.0, 0.5, 1.0)
 # Pruning waits for this many epochs: a recurrent model's first epoch says little about where it ends.
 PRUNE_AFTER_EPOCHS = 2
 
@@ -70,6 +71,9 @@ def suggest_config(trial, base: Config) -> Config:
     training["dropout"] = trial.suggest_float("training.dropout", 0.2, 0.6)
     training["positive_weight"] = trial.suggest_categorical("training.positive_weight", ("none", "sqrt"))
     training["batch_size"] = trial.suggest_categorical("training.batch_size", (32, 64, 128))
+    training["label_smoothing"] = trial.suggest_float("training.label_smoothing", 0.0, 0.1)
+    if any(field["wide"] for field in fields.values()):  # the deep part's own loss needs a wide part beside it
+        training["deep_loss_weight"] = trial.suggest_categorical("training.deep_loss_weight", DEEP_LOSS_WEIGHTS)
     return config_from_dict(data, source=f"trial {trial.number}")
 
 
