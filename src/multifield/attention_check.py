@@ -70,7 +70,7 @@ def attention_check(classifier, data, k: int = 3, min_tokens: int = 10, seed: in
             variant_scores = classifier._scores(changed).astype(np.float64)
             fall = np.where(predicted[rows], scores[rows] - variant_scores, 0.0).sum(axis=1) / predicted[rows].sum(axis=1)
             falls[variant] = round(float(fall.mean()), 4)
-        results[name] = {**falls, "records": int(len(rows)), "k": k}
+        results[name] = {**falls, "records": len(rows), "k": k}
     return results
 
 
