@@ -145,6 +145,12 @@ def test_page_predicts_and_shows_attended_words(server_url, browser):
     heaviest = max(words, key=lambda word: float(word["weight"]))
     assert heaviest["background"].startswith("rgba(255, 170, 0, 0.85")
     assert page.locator('#attention [data-field="reviews"] .w').count() > 0
+    # under each field, the deletion test of the served model, as /v1/model gives it
+    check = httpx.get(f"{server_url}/v1/model").json()["attention_check"]["plot"]
+    sentence = page.locator('#attention [data-field="plot"] .check').inner_text()
+    assert sentence.startswith("On validation, removing its 3 most attended words lowered the predicted labels' scores")
+    if check["random"] > 0:
+        assert f"{check['top'] / check['random']:.1f}x as much" in sentence
     assert page.locator("#attention script").count() == 0 and page.locator("#fields script").count() == 0
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ def test_model_description(client, trained_bundle):
     assert info["fields"]["actors"]["kind"] == "items" and info["fields"]["actors"]["encoder"] == "pooled"
     assert info["config"]["name"] == "small-movies" and info["config"]["labels"]["field"] == "genres"
     assert 0.0 <= info["validation"]["micro_f1"] <= 1.0
+    metrics = json.loads((trained_bundle / "metrics.json").read_text())
+    assert info["attention_check"] == metrics["attention_check"] and "plot" in info["attention_check"]
     assert set(info["thresholds"]) == set(info["labels"])
     assert info["limits"] == {"max_records": 1000, "max_field_chars": 100_000, "max_body_bytes": 10 * 1024 * 1024}
 

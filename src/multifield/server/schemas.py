@@ -136,6 +136,12 @@ class ModelInfo(BaseModel):
     fields: dict[str, FieldInfo]
     config: dict[str, Any] = Field(description="The config the model was trained with.")
     validation: Optional[dict[str, Any]] = Field(description="Metrics on the validation records, if recorded.")
+    attention_check: Optional[dict[str, dict[str, Any]]] = Field(
+        None,
+        description="For each attention field, if recorded: how far the predicted labels' scores fall on the validation "
+        'records when its k most attended words are removed ("top") and when k random ones are ("random"); '
+        "attention that explains the model makes the first clearly larger.",
+    )
     limits: dict[str, int] = Field(description="The limits of one request.")
 
 

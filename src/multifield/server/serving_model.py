@@ -227,6 +227,7 @@ class ServingModel:
                 },
                 "config": config_dict,
                 "validation": self.classifier.metrics_.get("validation"),
+                "attention_check": self.classifier.metrics_.get("attention_check"),
                 "limits": self.settings.limits(),
             }
         )

@@ -215,6 +215,17 @@
     return { box, spans };
   }
 
+  // The deletion test run after training (GET /v1/model's attention_check): whether the shading shows
+  // the words the prediction rests on.
+  function checkSentence(check) {
+    const words = `${check.k} most attended words`;
+    if (check.random > 0) {
+      const ratio = (check.top / check.random).toFixed(1);
+      return `On validation, removing its ${words} lowered the predicted labels' scores ${ratio}x as much as removing ${check.k} at random.`;
+    }
+    return `On validation, removing its ${words} lowered the predicted labels' scores by ${check.top.toFixed(4)} on average.`;
+  }
+
   function renderAttention(prediction, record) {
     const box = $("attention");
     box.replaceChildren();
@@ -253,6 +264,8 @@
       });
       header.append(chips);
       section.prepend(header);
+      const check = ((state.info && state.info.attention_check) || {})[name];
+      if (check) section.append(element("p", "note check", checkSentence(check)));
       box.append(section);
     }
   }
