@@ -245,29 +245,16 @@ def predict(
     Example: multifield predict runs/movies --input new.jsonl --output predictions.jsonl --attention
     """
     import multifield.classifier as classifier
-    from multifield.data.encoding import checked_tables
-    from multifield.data.io import with_bad_rows, write_jsonl
+    from multifield.data.stream import predict_file
 
     model = classifier.load(model_dir)
-    skipped: list = []
-    line_kind = ["line"]
-
-    def rows():
-        # Chunk by chunk: memory does not grow with the input; the output appears whole, by a rename.
-        # A bad record fails the run, or with --skip-bad-rows gets an {"id", "line", "error"} line in its place.
-        chunks = checked_tables(input_file, model.config_, skip_bad_rows=skip_bad_rows)
-        for chunk, predictions in model.predict_chunks(chunks, attention=attention):
-            skipped.extend(chunk.skipped)
-            line_kind[0] = chunk.line_kind
-            yield from with_bad_rows(chunk, predictions)
-
-    count = write_jsonl(output, rows())
-    if skipped:
+    written = predict_file(model, input_file, output, attention=attention, skip_bad_rows=skip_bad_rows)
+    if written.skipped:
         from multifield.data.io import skipped_summary
 
-        summary = skipped_summary(skipped, line_kind[0])
+        summary = skipped_summary(written.skipped, written.line_kind)
         err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
-    err_console.print(f"{count} predictions written to {output}")
+    err_console.print(f"{written.count} predictions written to {output}")
 
 
 @app.command()

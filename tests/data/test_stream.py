@@ -186,9 +186,9 @@ def test_predict_file_streams_one_line_per_record(tmp_path, trained_bundle, movi
 
     model = load(trained_bundle)
     out = tmp_path / "predictions.jsonl"
-    count = predict_file(model, movie_files["test"], out, chunk_records=30)
+    written = predict_file(model, movie_files["test"], out, chunk_records=30)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert count == len(rows) == 100
+    assert written.count == len(rows) == 100 and written.skipped == []
     assert rows == json.loads(json.dumps(model.predict_records(movie_files["test"])))
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.jsonl"]  # no temporary file left
 

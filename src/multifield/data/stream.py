@@ -22,8 +22,15 @@ import numpy as np
 
 from multifield.config import Config
 from multifield.data.batches import batch_order, row_lengths, take_batch
-from multifield.data.encoding import RecordEncoder, document_frequencies, field_values, label_sets, record_ids
-from multifield.data.io import Table, iter_tables, write_jsonl
+from multifield.data.encoding import (
+    RecordEncoder,
+    checked_tables,
+    document_frequencies,
+    field_values,
+    label_sets,
+    record_ids,
+)
+from multifield.data.io import Table, iter_tables, with_bad_rows, write_jsonl
 from multifield.data.labels import LabelEncoder
 from multifield.data.split import BUCKETS
 from multifield.data.text import PAD, UNKNOWN, FieldTokenizer
@@ -352,9 +359,30 @@ def _concatenate(parts: list[dict]) -> dict:
 
 
 # -- prediction, chunk by chunk ----------------------------------------------------------------------------
-def predict_file(classifier, input_path, output_path, attention: bool = False, chunk_records: int = 8192) -> int:
-    """Write one prediction line per input record, in order, reading and predicting chunk by chunk;
-    the output appears (renamed from a temporary file) only when every record is written."""
-    chunks = classifier.predict_chunks(iter_chunks(input_path, chunk_records), attention=attention)
-    rows = (row for _, predictions in chunks for row in predictions)
-    return write_jsonl(output_path, rows)
+@dataclass
+class PredictedFile:
+    """What ``predict_file`` wrote: how many lines, and the bad records it left out (``skip_bad_rows``)."""
+
+    count: int
+    skipped: list = field(default_factory=list)
+    line_kind: str = "line"
+
+
+def predict_file(
+    classifier, input_path, output_path, attention: bool = False, chunk_records: int = 8192, skip_bad_rows: bool = False
+) -> PredictedFile:
+    """Write one prediction line per input record, in order, reading, checking and predicting chunk by
+    chunk (memory does not grow with the file); the output appears (renamed from a temporary file) only
+    when every record is written. A bad record fails the run with its file, line and field, or with
+    ``skip_bad_rows`` gets an ``{"id", "line", "error"}`` line in its place."""
+    result = PredictedFile(0)
+
+    def rows():
+        chunks = checked_tables(input_path, classifier.config_, skip_bad_rows=skip_bad_rows, chunk_records=chunk_records)
+        for chunk, predictions in classifier.predict_chunks(chunks, attention=attention):
+            result.skipped.extend(chunk.skipped)
+            result.line_kind = chunk.line_kind
+            yield from with_bad_rows(chunk, predictions)
+
+    result.count = write_jsonl(output_path, rows())
+    return result
