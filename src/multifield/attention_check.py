@@ -63,11 +63,10 @@ def attention_check(classifier, data, k: int = 3, min_tokens: int = 10, seed: in
         random = np.zeros((len(rows), width), dtype=bool)
         for row, length in enumerate(lengths[rows]):
             random[row, rng.choice(length, k, replace=False)] = True
+        measured = {field: values[rows] for field, values in inputs.items()}
         falls = {}
         for variant, removed in (("top", top), ("random", random)):
-            changed = {field: values[rows] for field, values in inputs.items()}
-            changed[name] = without_positions(ids[rows], removed)
-            variant_scores = classifier._scores(changed).astype(np.float64)
+            variant_scores = classifier._scores({**measured, name: without_positions(ids[rows], removed)}).astype(np.float64)
             fall = np.where(predicted[rows], scores[rows] - variant_scores, 0.0).sum(axis=1) / predicted[rows].sum(axis=1)
             falls[variant] = round(float(fall.mean()), 4)
         results[name] = {**falls, "records": len(rows), "k": k}

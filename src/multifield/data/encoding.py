@@ -90,13 +90,11 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
 def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | list[str], str | None]:
     """A field's value as a string (``kind="text"``) or a list of strings (``"items"``), and a note when
     a value of another type was converted because its meaning is clear. Raises ``ValueError``."""
-    if kind == "text" and type(value) is str:  # the common case, first
-        if len(value) > MAX_FIELD_CHARS:
-            raise ValueError(f"{len(value):,} characters long, over the limit of {MAX_FIELD_CHARS:,} (is it the right column?)")
-        return value, None
     size = _size(value)
     if size > MAX_FIELD_CHARS:
         raise ValueError(f"{size:,} characters long, over the limit of {MAX_FIELD_CHARS:,} (is it the right column?)")
+    if kind == "text" and type(value) is str:  # the common case: nothing to convert
+        return value, None
     note = None
     if kind == "text":
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
