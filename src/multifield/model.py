@@ -89,11 +89,13 @@ def build_model(
                 field.field_dropout, seed=_field_dropout_seed(training.seed, position, field), name=f"{name}_field_dropout"
             )(ids)
         matrix = embedding_matrices.get(name)
+        # Pretrained vectors are the layer's starting weights, not a Constant initializer, which would write
+        # the whole matrix into the saved model's config.json.
         embedding = keras.layers.Embedding(
             vocabulary_sizes[name],
             field.embedding_dim,
             mask_zero=True,
-            embeddings_initializer=keras.initializers.Constant(matrix) if matrix is not None else "uniform",
+            weights=matrix,
             trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
             name=f"{name}_embedding",
         )

@@ -1,7 +1,9 @@
-"""Pretrained word vectors from a local file (GloVe or word2vec text), aligned to a field's vocabulary."""
+"""Pretrained word vectors from a local file (GloVe or word2vec text, gzipped or not), aligned to a field's
+vocabulary."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -10,30 +12,39 @@ from multifield.errors import DataError
 
 
 def read_vectors(path: Path, file_format: str, wanted: set[str], lowercase: bool) -> tuple[dict[str, np.ndarray], int]:
-    """The vectors of the wanted tokens (after lowercasing when the field is lowercased), and the size."""
-    found: dict[str, np.ndarray] = {}
-    dimension = None
+    """The vectors of the wanted tokens (after lowercasing when the field is lowercased), and the size.
+
+    A file whose name ends in ``.gz`` is read through gzip."""
     try:
-        handle = open(path, encoding="utf-8", errors="replace")
+        handle = (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace")
     except OSError as error:
         raise DataError(f"cannot open the vector file ({error.strerror})", path) from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and file_format == "word2vec" and len(parts) == 2:
-                continue  # the "<count> <dimension>" header
-            if len(parts) < 2:
-                continue
-            if dimension is None:
-                dimension = len(parts) - 1
-            elif len(parts) - 1 != dimension:
-                raise DataError(f"expected {dimension} numbers after the word, found {len(parts) - 1}", path, number)
-            token = parts[0].lower() if lowercase else parts[0]
-            if token in wanted and token not in found:
-                try:
-                    found[token] = np.asarray(parts[1:], dtype=np.float32)
-                except ValueError:
-                    raise DataError("a vector holds something that is not a number", path, number) from None
+    try:
+        with handle:
+            return _read_lines(handle, path, file_format, wanted, lowercase)
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise DataError(f"the vector file is not readable gzip ({error or 'it ends too soon'})", path) from None
+
+
+def _read_lines(handle, path: Path, file_format: str, wanted: set[str], lowercase: bool) -> tuple[dict, int]:
+    found: dict[str, np.ndarray] = {}
+    dimension = None
+    for number, line in enumerate(handle, start=1):
+        parts = line.rstrip().split(" ")
+        if number == 1 and file_format == "word2vec" and len(parts) == 2:
+            continue  # the "<count> <dimension>" header
+        if len(parts) < 2:
+            continue
+        if dimension is None:
+            dimension = len(parts) - 1
+        elif len(parts) - 1 != dimension:
+            raise DataError(f"expected {dimension} numbers after the word, found {len(parts) - 1}", path, number)
+        token = parts[0].lower() if lowercase else parts[0]
+        if token in wanted and token not in found:
+            try:
+                found[token] = np.asarray(parts[1:], dtype=np.float32)
+            except ValueError:
+                raise DataError("a vector holds something that is not a number", path, number) from None
     if dimension is None:
         raise DataError("the vector file holds no vectors", path)
     return found, dimension
