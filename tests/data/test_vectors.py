@@ -136,3 +136,26 @@ def test_the_bundled_glove_subset_covers_the_movie_plots():
     found, dimension = read_vectors(REPO / "data" / "glove.6B.50d.tmdb10k.txt.gz", "glove", set(vocabulary), True)
     assert dimension == 50
     assert len(found) / len(vocabulary) > 0.97
+
+
+def test_fields_that_share_a_vector_file_read_it_once(tmp_path, monkeypatch):
+    import multifield.data.vectors as vectors_module
+
+    path = tmp_path / "vectors.txt"
+    path.write_text(GLOVE_TEXT, encoding="utf-8")
+    field = {"encoder": "attention", "embedding_dim": 3, "embeddings": {"path": str(path)}}
+    config = config_from_dict({"labels": {"field": "genres"}, "fields": {"plot": field, "title": dict(field)}})
+    encoder = SimpleNamespace(tokenizers={
+        "plot": FieldTokenizer.fit(["space ship", "space ship crew"], min_count=1),
+        "title": FieldTokenizer.fit(["crew", "the crew"], min_count=1),
+    })
+    reads = []
+    real_read = vectors_module.read_vectors
+    monkeypatch.setattr(vectors_module, "read_vectors", lambda *args: reads.append(args) or real_read(*args))
+    matrices = embedding_matrices(config, encoder)
+    assert len(reads) == 1
+    for name, matrix in matrices.items():
+        vocabulary = encoder.tokenizers[name].vocabulary()
+        for word in set(vocabulary) & set(VECTORS):
+            np.testing.assert_array_equal(matrix[vocabulary.index(word)], np.float32(VECTORS[word]))
+    assert "ship" in encoder.tokenizers["plot"].vocabulary() and "crew" in encoder.tokenizers["title"].vocabulary()

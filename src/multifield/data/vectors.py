@@ -53,19 +53,29 @@ def _read_lines(handle, path: Path, file_format: str, wanted: set[str], lowercas
 def embedding_matrices(config, encoder, console=None) -> dict[str, np.ndarray]:
     """For each field with ``embeddings``, a ``(vocabulary, embedding_dim)`` matrix: pretrained rows where the
     file has the token, small random rows elsewhere, zeros for padding."""
+    fields = {name: field for name, field in config.fields.items() if field.embeddings is not None}
+    vocabularies = {name: encoder.tokenizers[name].vocabulary() for name in fields}
+
+    def source(field) -> tuple[Path, str, bool]:
+        return field.embeddings.path, field.embeddings.format, field.lowercase
+
+    # Fields that share a vector file (the movie configs' plot, tagline and title) read it once.
+    wanted: dict[tuple[Path, str, bool], set[str]] = {}
+    for name, field in fields.items():
+        wanted.setdefault(source(field), set()).update(vocabularies[name])
+    files = {key: read_vectors(key[0], key[1], tokens, key[2]) for key, tokens in wanted.items()}
     matrices = {}
     rng = np.random.default_rng(config.training.seed)
-    for name, field in config.fields.items():
-        if field.embeddings is None:
-            continue
-        vocabulary = encoder.tokenizers[name].vocabulary()
-        vectors, dimension = read_vectors(field.embeddings.path, field.embeddings.format, set(vocabulary), field.lowercase)
+    for name, field in fields.items():
+        vocabulary = vocabularies[name]
+        vectors, dimension = files[source(field)]
         if dimension != field.embedding_dim:
             raise DataError(
                 f"vectors have {dimension} dimensions but fields.{name}.embedding_dim is {field.embedding_dim}",
                 field.embeddings.path,
             )
-        scale = float(np.std(np.stack(list(vectors.values())))) if vectors else 0.05
+        found = [vectors[token] for token in vocabulary if token in vectors]
+        scale = float(np.std(np.stack(found))) if found else 0.05
         matrix = rng.normal(0.0, scale, size=(len(vocabulary), dimension)).astype(np.float32)
         matrix[0] = 0.0
         for index, token in enumerate(vocabulary):
