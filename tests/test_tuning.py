@@ -200,7 +200,11 @@ def test_search_space_gives_valid_configs(config_name):
         if training.schedule.kind == "exponential":
             assert 1.0 <= training.schedule.decay_epochs <= 8.0
         for name, field in config.fields.items():
-            assert field.embedding_dim in EMBEDDING_SIZES and 0.0 <= field.embedding_dropout <= 0.4
+            if field.embeddings is None:
+                assert field.embedding_dim in EMBEDDING_SIZES
+            else:  # pretrained vectors fix the embedding size
+                assert field.embedding_dim == base.fields[name].embedding_dim
+            assert 0.0 <= field.embedding_dropout <= 0.4
             if field.encoder == "rnn_attention":
                 assert field.units in RECURRENT_UNITS
                 seen["cell"].add(field.cell)
@@ -228,7 +232,7 @@ def test_pretrained_vectors_keep_their_size(tmp_path):
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
     config = suggest_config(trial, config_from_dict(data))
     assert config.fields["plot"].embedding_dim == 50 and "fields.plot.embedding_dim" not in trial.params
-    assert "fields.title.embedding_dim" in trial.params
+    assert "fields.actors.embedding_dim" in trial.params  # a field without vectors
 
 
 # -- the TOML writer ------------------------------------------------------------------------------------
