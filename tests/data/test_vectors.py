@@ -92,8 +92,11 @@ def test_a_broken_gzip_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"space 1 2 3\n")
     with pytest.raises(DataError, match=r"vectors\.txt\.gz: the vector file is not readable gzip"):
         read_vectors(path, "glove", {"space"}, lowercase=True)
-    good = gzip.compress(GLOVE_TEXT.encode("utf-8"))
-    path.write_bytes(good[: len(good) // 2])
+    good = gzip.compress(GLOVE_TEXT.encode("utf-8") * 50)
+    path.write_bytes(good[: len(good) // 2])  # cut short
+    with pytest.raises(DataError, match=r"vectors\.txt\.gz: the vector file is not readable gzip"):
+        read_vectors(path, "glove", set(VECTORS), lowercase=True)
+    path.write_bytes(good[:12] + bytes(byte ^ 0xFF for byte in good[12:-8]) + good[-8:])  # damaged inside
     with pytest.raises(DataError, match=r"vectors\.txt\.gz: the vector file is not readable gzip"):
         read_vectors(path, "glove", set(VECTORS), lowercase=True)
 

@@ -4,6 +4,7 @@ vocabulary."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def read_vectors(path: Path, file_format: str, wanted: set[str], lowercase: bool
     try:
         with handle:
             return _read_lines(handle, path, file_format, wanted, lowercase)
-    except (gzip.BadGzipFile, EOFError) as error:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise DataError(f"the vector file is not readable gzip ({error or 'it ends too soon'})", path) from None
 
 
