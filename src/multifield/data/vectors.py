@@ -75,15 +75,15 @@ def embedding_matrices(config, encoder, console=None) -> dict[str, np.ndarray]:
                 f"vectors have {dimension} dimensions but fields.{name}.embedding_dim is {field.embedding_dim}",
                 field.embeddings.path,
             )
-        found = [vectors[token] for token in vocabulary if token in vectors]
-        scale = float(np.std(np.stack(found))) if found else 0.05
+        rows = [index for index, token in enumerate(vocabulary) if token in vectors]
+        found = np.stack([vectors[vocabulary[index]] for index in rows]) if rows else None
+        scale = float(np.std(found)) if rows else 0.05
         matrix = rng.normal(0.0, scale, size=(len(vocabulary), dimension)).astype(np.float32)
         matrix[0] = 0.0
-        for index, token in enumerate(vocabulary):
-            if token in vectors:
-                matrix[index] = vectors[token]
+        if rows:
+            matrix[rows] = found
         matrices[name] = matrix
         if console is not None:
-            covered = sum(token in vectors for token in vocabulary[2:])
+            covered = sum(index >= 2 for index in rows)  # ids 0 and 1 are padding and the unknown token
             console.print(f"{name}: pretrained vectors for {covered} of {len(vocabulary) - 2} tokens")
     return matrices
