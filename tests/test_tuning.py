@@ -16,8 +16,10 @@ from cli_helpers import run_cli, run_script
 from multifield.config import Config, config_from_dict, load_config
 from multifield.errors import MultifieldError
 from multifield.tuning import (
+    ATTENTION_HEADS,
     DEEP_LOSS_WEIGHTS,
     EMBEDDING_SIZES,
+    HIDDEN_SIZES,
     RECURRENT_UNITS,
     config_to_toml,
     suggest_config,
@@ -191,6 +193,7 @@ def test_search_space_gives_valid_configs(config_name):
         training = config.training
         assert 3e-4 <= training.learning_rate <= 3e-3 and 0.2 <= training.dropout <= 0.6
         assert training.positive_weight in ("none", "sqrt") and training.batch_size in (32, 64, 128)
+        assert training.hidden_units in HIDDEN_SIZES
         assert 0.0 <= training.label_smoothing <= 0.1
         if any(field.wide for field in config.fields.values()):
             assert training.deep_loss_weight in DEEP_LOSS_WEIGHTS
@@ -208,6 +211,11 @@ def test_search_space_gives_valid_configs(config_name):
             if field.encoder == "rnn_attention":
                 assert field.units in RECURRENT_UNITS
                 seen["cell"].add(field.cell)
+            if field.encoder in ("rnn_attention", "attention"):
+                assert field.heads in ATTENTION_HEADS
+                seen.setdefault("heads", set()).add(field.heads)
+            else:
+                assert f"fields.{name}.heads" not in trial.params
             assert field.max_tokens == base.fields[name].max_tokens  # what is not searched stays
         assert (training.seed, training.max_epochs) == (base.training.seed, base.training.max_epochs)
         # Each parameter is named after the key it sets, and the params alone rebuild the config.
@@ -218,7 +226,8 @@ def test_search_space_gives_valid_configs(config_name):
         seen["batch_size"].add(training.batch_size)
         study.tell(trial, 0.0)
     assert seen == {"optimizer": {"adam", "adamw", "sgd", "rmsprop"}, "schedule": {"constant", "exponential", "cosine"},
-                    "cell": {"lstm", "gru"}, "batch_size": {32, 64, 128}, "deep_loss_weight": set(DEEP_LOSS_WEIGHTS)}
+                    "cell": {"lstm", "gru"}, "batch_size": {32, 64, 128}, "deep_loss_weight": set(DEEP_LOSS_WEIGHTS),
+                    "heads": set(ATTENTION_HEADS)}
     field_dropouts = {field.field_dropout for field in config.fields.values()}
     if len(base.fields) == 1:  # blanking the only field would blank the record
         assert "fields.*.field_dropout" not in trial.params and field_dropouts == {0.0}

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import keras
 
-from multifield.config import Config, config_from_dict
+from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict
 from multifield.errors import MultifieldError, TrainingError
 
 EMBEDDING_SIZES = (32, 64, 128)
 RECURRENT_UNITS = (32, 64, 128)
 DEEP_LOSS_WEIGHTS = (0.0, 0.5, 1.0)
+ATTENTION_HEADS = (1, 2, 4)
+HIDDEN_SIZES = (128, 256, 512)
 # Pruning waits for this many epochs: a recurrent model's first epoch says little about where it ends.
 PRUNE_AFTER_EPOCHS = 2
 
@@ -53,6 +55,8 @@ def suggest_config(trial, base: Config) -> Config:
         if field["encoder"] == "rnn_attention":
             field["units"] = trial.suggest_categorical(f"fields.{name}.units", RECURRENT_UNITS)
             field["cell"] = trial.suggest_categorical(f"fields.{name}.cell", ("lstm", "gru"))
+        if field["encoder"] in ATTENTION_ENCODERS:
+            field["heads"] = trial.suggest_categorical(f"fields.{name}.heads", ATTENTION_HEADS)
     embedding_dropout = trial.suggest_float("fields.*.embedding_dropout", 0.0, 0.4)
     # Blanking the only field would blank the whole record: field dropout is searched only with several fields.
     field_dropout = trial.suggest_float("fields.*.field_dropout", 0.0, 0.5) if len(fields) > 1 else None
@@ -68,6 +72,7 @@ def suggest_config(trial, base: Config) -> Config:
     schedule["kind"] = trial.suggest_categorical("training.schedule.kind", ("constant", "exponential", "cosine"))
     if schedule["kind"] == "exponential":
         schedule["decay_epochs"] = trial.suggest_float("training.schedule.decay_epochs", 1.0, 8.0)
+    training["hidden_units"] = trial.suggest_categorical("training.hidden_units", HIDDEN_SIZES)
     training["dropout"] = trial.suggest_float("training.dropout", 0.2, 0.6)
     training["positive_weight"] = trial.suggest_categorical("training.positive_weight", ("none", "sqrt"))
     training["batch_size"] = trial.suggest_categorical("training.batch_size", (32, 64, 128))
