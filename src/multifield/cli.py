@@ -317,7 +317,7 @@ def tune(
 ):
     """Search hyper-parameters with Optuna (TPE, median pruning) and write the best config, ready to train.
 
-    A trial trains the config with sampled sizes, cells, optimizer, learning rate, schedule, dropouts, positive weights and batch size; its score is its best epoch's validation micro-F1.
+    A trial trains the config with sampled sizes, cells, attention heads, hidden layer size, optimizer, learning rate, schedule, dropouts, positive weights and batch size; its score is its best epoch's validation micro-F1.
 
     Example: multifield tune configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --trials 30 --out runs/best.toml
     """
