@@ -324,8 +324,18 @@ def multifield_config(config_path: str | Path, blank_fields: tuple[str, ...] = (
     return ConfigResult(float(metrics["micro_f1"]), float(metrics["macro_f1"]), seconds, details)
 
 
+def token_weights(pairs: list) -> tuple[list[str], np.ndarray]:
+    """A field's words and attention weights from ``predict --attention``: ``[[word, weight], ...]``, or one
+    such list per head, whose weights are averaged (how much the context, all heads, draws on each word;
+    still summing to 1), as ``multifield.attention_check`` does."""
+    heads = pairs if pairs and (pairs[0] == [] or isinstance(pairs[0][0], list)) else [pairs]
+    words = [word for word, _ in heads[0]]
+    weights = np.mean([[weight for _, weight in head] for head in heads], axis=0) if words else np.zeros(0)
+    return words, np.asarray(weights, dtype=np.float64)
+
+
 def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = False, min_tokens: int = 5) -> dict:
-    """How far each attention field's weights on the test records are from uniform: the median over records
+    """How far each attention field's weights (averaged over heads) on the test records are from uniform: the median over records
     (of ``min_tokens`` tokens or more) of the largest weight times the number of tokens (1 for uniform
     weights) and of the entropy divided by log(tokens) (1 for uniform weights); then whether the weights
     point at the words the prediction rests on (``attention_deletion``)."""
@@ -337,10 +347,9 @@ def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = Fals
     for name in rows[0].get("attention", {}) if rows else ():
         peaks, entropies = [], []
         for row in rows:
-            pairs = row["attention"][name]
-            if len(pairs) < min_tokens or isinstance(pairs[0][0], list):  # short, or one list per head
+            _, weights = token_weights(row["attention"][name])
+            if len(weights) < min_tokens:
                 continue
-            weights = np.array([weight for _, weight in pairs], dtype=np.float64)
             peaks.append(weights.max() * len(weights))
             entropies.append(-(weights * np.log(np.maximum(weights, 1e-12))).sum() / np.log(len(weights)))
         if peaks:
@@ -362,11 +371,9 @@ def attention_deletion(exe: str, bundle: Path, test: Path, rows: list[dict], nam
     records = [json.loads(line) for line in test.read_text(encoding="utf-8").splitlines()]
     kept, variants = [], {"same": [], "top": [], "random": []}
     for record, row in zip(records, rows):
-        pairs = row["attention"][name]
-        if len(pairs) < min_tokens or isinstance(pairs[0][0], list) or not row["labels"]:
+        words, weights = token_weights(row["attention"][name])
+        if len(words) < min_tokens or not row["labels"]:
             continue
-        words = [word for word, _ in pairs]
-        weights = np.array([weight for _, weight in pairs])
         dropped = {"same": set(), "top": set(np.argsort(-weights)[:k].tolist()),
                    "random": set(rng.choice(len(words), k, replace=False).tolist())}
         for variant, positions in dropped.items():
