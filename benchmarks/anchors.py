@@ -39,6 +39,7 @@ from benchmarks.common import (
     write_jsonl,
     write_split_jsonl,
 )
+from multifield.explain import attention_heads
 
 
 @dataclass
@@ -325,20 +326,20 @@ def multifield_config(config_path: str | Path, blank_fields: tuple[str, ...] = (
 
 
 def token_weights(pairs: list) -> tuple[list[str], np.ndarray]:
-    """A field's words and attention weights from ``predict --attention``: ``[[word, weight], ...]``, or one
-    such list per head, whose weights are averaged (how much the context, all heads, draws on each word;
-    still summing to 1), as ``multifield.attention_check`` does."""
-    heads = pairs if pairs and (pairs[0] == [] or isinstance(pairs[0][0], list)) else [pairs]
+    """A field's words and attention weights from ``predict --attention``, the heads' weights averaged (how
+    much the context, all heads, draws on each word; still summing to 1), as ``multifield.attention_check``
+    does."""
+    heads = attention_heads(pairs)
     words = [word for word, _ in heads[0]]
     weights = np.mean([[weight for _, weight in head] for head in heads], axis=0) if words else np.zeros(0)
     return words, np.asarray(weights, dtype=np.float64)
 
 
 def attention_sharpness(exe: str, bundle: Path, test: Path, verbose: bool = False, min_tokens: int = 5) -> dict:
-    """How far each attention field's weights (averaged over heads) on the test records are from uniform: the median over records
-    (of ``min_tokens`` tokens or more) of the largest weight times the number of tokens (1 for uniform
-    weights) and of the entropy divided by log(tokens) (1 for uniform weights); then whether the weights
-    point at the words the prediction rests on (``attention_deletion``)."""
+    """How far each attention field's weights (averaged over heads) on the test records are from uniform: the
+    median over records (of ``min_tokens`` tokens or more) of the largest weight times the number of tokens (1
+    for uniform weights) and of the entropy divided by log(tokens) (1 for uniform weights); then whether the
+    weights point at the words the prediction rests on (``attention_deletion``)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "attention.jsonl"
         _run([exe, "predict", str(bundle), "--input", str(test), "--output", str(output), "--attention"], verbose)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from multifield.cli import app
-from multifield.explain import field_html, heatmap_png, report_html, word_spans
+from multifield.explain import attention_heads, field_html, heatmap_png, report_html, word_spans
 
 WORD = re.compile(r'<span class="w" [^>]*?title="([^"]*)" data-weight="([0-9.]+)" data-tokens="([^"]*)">(.*?)</span>')
 
@@ -109,3 +109,12 @@ def test_several_heads_get_one_row_each():
 def test_heatmap_is_a_png():
     data = heatmap_png({"attention": {"plot": [["a", 0.25], ["b", 0.75]], "reviews": []}}, "x")
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_empty_field_with_several_heads_is_shown_empty():
+    # predict --attention gives one empty list per head for an empty field.
+    assert attention_heads([[], [], []]) == [[], [], []]
+    assert attention_heads([]) == [[]] and attention_heads([["a", 1.0]]) == [[["a", 1.0]]]
+    out = field_html("", [[], []])
+    assert out.count('class="head"') == 2 and out.count("(empty)") == 2
+    assert heatmap_png({"attention": {"plot": [[], []], "tagline": [["a", 0.4], ["b", 0.6]]}}, "x")[:8] == b"\x89PNG\r\n\x1a\n"

@@ -106,15 +106,23 @@ def display_text(value) -> str:
     return str(value)
 
 
+def attention_heads(pairs: list) -> list[list]:
+    """A field's attention from ``predict --attention`` as one ``[[token, weight], ...]`` list per head: the
+    field's list itself for one head; several heads already come as one list each (empty for an empty field)."""
+    several = bool(pairs) and (pairs[0] == [] or isinstance(pairs[0][0], list))
+    return pairs if several else [pairs]
+
+
 def field_html(text, pairs: list) -> str:
     """The field's text as written, each word shaded by its attention weight (pieces of one word summed;
     tooltip and ``data-weight``: the weight, ``data-tokens``: the tokens and weights of ``predict --attention``).
     Spaces and punctuation stay where they were; text beyond what the model read is shown greyed."""
     text = display_text(text)
-    if pairs and isinstance(pairs[0][0], list):  # several heads: one row per head
+    heads = attention_heads(pairs)
+    if len(heads) > 1:  # several heads: one row per head
         return "".join(
             f'<div class="head"><span class="head-name">head {h + 1}</span>{field_html(text, head)}</div>'
-            for h, head in enumerate(pairs)
+            for h, head in enumerate(heads)
         )
     if not text and not pairs:
         return '<span class="words empty">(empty)</span>'
@@ -234,7 +242,7 @@ def heatmap_png(prediction: dict, title: str = "") -> bytes:
 
     rows = []  # (name, pairs, largest weight of the field)
     for name, pairs in prediction.get("attention", {}).items():
-        heads = pairs if pairs and isinstance(pairs[0][0], list) else [pairs]
+        heads = attention_heads(pairs)
         for h, head in enumerate(heads):
             if not head:
                 continue

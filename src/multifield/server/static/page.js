@@ -241,7 +241,8 @@
       section.dataset.field = name;
       const header = element("div", "read-name");
       header.append(element("span", "name", name));
-      const heads = pairs.length && Array.isArray(pairs[0][0]) ? pairs : [pairs];
+      // One list per head, or the field's own list for one head; an empty field with several heads has empty lists.
+      const heads = pairs.length && (pairs[0].length === 0 || Array.isArray(pairs[0][0])) ? pairs : [pairs];
       const chips = element("div", "top-words");
       heads.forEach((headPairs, index) => {
         const { box: words, spans } = wordsNode(text, headPairs);
