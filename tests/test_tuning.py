@@ -13,7 +13,7 @@ optuna = pytest.importorskip("optuna")
 
 
 from cli_helpers import run_cli, run_script
-from multifield.config import Config, config_from_dict, load_config
+from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict, load_config
 from multifield.errors import MultifieldError
 from multifield.tuning import (
     ATTENTION_HEADS,
@@ -211,7 +211,7 @@ def test_search_space_gives_valid_configs(config_name):
             if field.encoder == "rnn_attention":
                 assert field.units in RECURRENT_UNITS
                 seen["cell"].add(field.cell)
-            if field.encoder in ("rnn_attention", "attention"):
+            if field.encoder in ATTENTION_ENCODERS:
                 assert field.heads in ATTENTION_HEADS
                 seen.setdefault("heads", set()).add(field.heads)
             else:
