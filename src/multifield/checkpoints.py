@@ -28,13 +28,13 @@ import json
 import math
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from multifield.errors import CheckpointError, MultifieldError, TrainingError
+from multifield.files import atomic_writer, leftover_temporaries
 
 FORMAT_VERSION = 1
 STAGES = ("wide", "deep")
@@ -171,7 +171,7 @@ class Checkpoint:
         """Load the checkpoint when resuming (True) or clear the way for a new run (False)."""
         self.fingerprint = fingerprint
         if self.write:
-            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            for stale in leftover_temporaries(self.path):
                 stale.unlink(missing_ok=True)  # a write cut short by a crash: never a checkpoint
         if not self.resume or not self.path.exists():
             if self.write:
@@ -258,23 +258,14 @@ class Checkpoint:
         self.saved_epoch = (stage, epoch)
 
     def _write(self, content: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writes += 1
         kill = os.environ.get(KILL_HOOK) == str(self.writes)
-        handle = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp", delete=False)
-        try:
-            with handle:
-                if kill:  # the test hook: die with half a file written, as a power cut or kill -9 would
-                    handle.write(content[: len(content) // 2])
-                    handle.flush()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                handle.write(content)
+        with atomic_writer(self.path) as handle:
+            if kill:  # the test hook: die with half a file written, as a power cut or kill -9 would
+                handle.write(content[: len(content) // 2])
                 handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, self.path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+                os.kill(os.getpid(), signal.SIGKILL)
+            handle.write(content)
 
     def remove(self) -> None:
         """Delete the checkpoint once the bundle it led to is written."""

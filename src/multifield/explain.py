@@ -6,8 +6,9 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from multifield.files import write_text
 
 CSS = """
 :root{--ink:#1f2328;--muted:#656d76;--line:#d8dee4;--soft:#f6f8fa;--accent:#2f55d4;--bar:#9db2f5;
@@ -269,19 +270,6 @@ def heatmap_png(prediction: dict, title: str = "") -> bytes:
     return figure_png(figure, dpi=90)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place (readable as any new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)
-    os.replace(handle.name, path)
-    return path
-
-
 def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit: int | None = None) -> int:
     """Predict with attention and write the HTML report (and PNG heatmaps); the number of records shown."""
     from multifield.classifier import as_table
@@ -291,7 +279,7 @@ def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit
         table = table.subset(range(min(limit, len(table))))
     predictions = classifier.predict_records(table, attention=True)
     page = report_html(table.records, predictions, classifier.config_.labels.field, f"{classifier.config_.name}: what the model read")
-    write_text_atomic(out, page)
+    write_text(out, page)
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         for index, prediction in enumerate(predictions):

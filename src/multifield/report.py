@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from multifield.explain import CSS as EXPLAIN_CSS
-from multifield.explain import LEGEND, records_html, write_text_atomic
+from multifield.explain import LEGEND, records_html
+from multifield.files import write_text
 from multifield.plots import figure_png, pyplot
 
 EXPLAINED_RECORDS = 5
@@ -281,7 +282,7 @@ def training_report_html(classifier, valid=None, explained: int = EXPLAINED_RECO
 
 def write_training_report(classifier, out: str | os.PathLike, valid=None, explained: int = EXPLAINED_RECORDS) -> Path:
     """Write the training report to ``out`` atomically (a temporary file renamed into place)."""
-    return write_text_atomic(out, training_report_html(classifier, valid, explained))
+    return write_text(out, training_report_html(classifier, valid, explained))
 
 
 def write_run_report(classifier, out: str | os.PathLike, train=None, valid=None, console=None) -> Path | None:

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import tomllib
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ import keras
 
 from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict
 from multifield.errors import MultifieldError, TrainingError
+from multifield.files import write_text
 
 EMBEDDING_SIZES = (32, 64, 128)
 RECURRENT_UNITS = (32, 64, 128)
@@ -317,7 +317,7 @@ def write_results(study, out: str | os.PathLike) -> tuple[Path | None, Path]:
         "best_value": best["value"] if best else None,
         "trials": rows,
     }
-    write_atomically(table_path, json.dumps(summary, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+    write_text(table_path, json.dumps(summary, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
     if best is None:
         return None, table_path
     header = (
@@ -407,24 +407,8 @@ def config_to_toml(config: Config, header: str = "") -> str:
 def write_config(config: Config, path: str | os.PathLike, header: str = "") -> Path:
     """Write ``config`` as TOML to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
-    write_atomically(path, config_to_toml(config, header))
+    write_text(path, config_to_toml(config, header))
     return path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def _toml_table(lines: list[str], path: list[str], table: dict) -> None:

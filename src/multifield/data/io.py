@@ -6,7 +6,6 @@ import csv
 import gzip
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from multifield.errors import DataError
+from multifield.files import write_lines
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 BOM = b"\xef\xbb\xbf"
@@ -299,18 +299,5 @@ def json_line(row: dict) -> bytes:
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
-    """Write rows as JSON lines to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    count = 0
-    try:
-        with handle:
-            for row in rows:
-                handle.write(json_line(row))
-                count += 1
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
-    return count
+    """Write rows as JSON lines, atomically (``multifield.files``); how many were written."""
+    return write_lines(path, (json_line(row) for row in rows))
