@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from multifield.distribution import DataParallelPlan
+from multifield.training.distribution import DataParallelPlan
 
 EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
 # Different device counts see the records in different batches: on 300 movies and 2 epochs the

@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import EXECUTABLE, run_cli
 from movie_data import bundled_movies, write_jsonl
 
-from multifield.checkpoints import KILL_HOOK, Checkpoint, check_out, checkpoint_path
+from multifield.training.checkpoint import KILL_HOOK, Checkpoint, check_out, checkpoint_path
 from multifield.errors import CheckpointError, MultifieldError, TrainingError
 
 # Small enough that a run takes seconds: one attention field (one padded width), one wide items field.
@@ -183,12 +183,12 @@ def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_che
 def test_nan_loss_on_the_command_line_is_one_line_with_exit_code_2(tiny, tmp_path, monkeypatch):
     import keras
 
-    import multifield.training
+    import multifield.training.engine
 
     def nan_loss(*args):
         return lambda y_true, y_pred: keras.ops.mean(y_pred, axis=-1) * float("nan")
 
-    monkeypatch.setattr(multifield.training, "make_loss", nan_loss)
+    monkeypatch.setattr(multifield.training.engine, "make_loss", nan_loss)
     out = tmp_path / "model"
     result = run_cli("train", tiny / "tiny.toml", "--train", tiny / "train.jsonl", "--valid", tiny / "valid.jsonl",
                      "--out", out, check_exit=2)

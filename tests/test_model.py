@@ -70,12 +70,12 @@ def test_wide_part_alone_and_zero_deep_start():
 def test_positive_weights_and_weighted_loss():
     import keras
 
-    from multifield.training import make_loss, positive_weights
+    from multifield.training.losses import make_loss, positive_weights
 
     y = np.array([[1, 0], [1, 0], [1, 1], [0, 0]], dtype=np.float32)
-    np.testing.assert_allclose(positive_weights(y, "balanced"), [1.0, 3.0])
-    np.testing.assert_allclose(positive_weights(y, "sqrt"), [1.0, np.sqrt(3.0)], rtol=1e-6)
-    assert positive_weights(y, "none") is None
+    np.testing.assert_allclose(positive_weights(y.sum(axis=0), len(y), "balanced"), [1.0, 3.0])
+    np.testing.assert_allclose(positive_weights(y.sum(axis=0), len(y), "sqrt"), [1.0, np.sqrt(3.0)], rtol=1e-6)
+    assert positive_weights(y.sum(axis=0), len(y), "none") is None
     predictions = np.full_like(y, 0.3)
     plain = np.asarray(keras.losses.binary_crossentropy(y, predictions))
     unweighted = np.asarray(make_loss(0.0, np.ones(2, dtype=np.float32))(y, predictions))
@@ -89,7 +89,7 @@ def test_deep_loss_weight_trains_on_the_deep_parts_own_scores_too():
     import keras
 
     from multifield.model import training_model, wide_scores_model
-    from multifield.training import make_loss
+    from multifield.training.losses import make_loss
 
     config = config_from_dict(CONFIG)
     model = build_model(config, {"plot": 30, "actors": 10}, num_labels=3)

@@ -7,8 +7,7 @@ choice: Keras writes ``"backend": "tensorflow"`` there by itself on first import
 
 import os
 
-__version__ = "0.1.0"
-
+from multifield.version import __version__
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 

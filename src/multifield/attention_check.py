@@ -6,7 +6,7 @@ scores of the labels predicted on the unchanged record fall (mean over the recor
 predicted labels). Attention that explains the model makes the first fall clearly larger than the second;
 attention that only looks busy does not.
 
->>> check = attention_check(clf, valid_records)  # doctest: +SKIP
+>>> check = attention_check(Predictor.load("runs/movies"), valid_records)  # doctest: +SKIP
 >>> check["plot"]  # doctest: +SKIP
 {'top': 0.0216, 'random': 0.0036, 'records': 1021, 'k': 3}
 """
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from multifield.thresholds import decide
+from multifield.data.io import as_table
+from multifield.inference import Predictor
+from multifield.model import attention_output
 
 
 def without_positions(ids: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -26,24 +28,21 @@ def without_positions(ids: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return np.take_along_axis(np.where(keep, ids, 0), order, axis=1)
 
 
-def attention_check(classifier, data, k: int = 3, min_tokens: int = 10, seed: int = 0) -> dict[str, dict]:
-    """The deletion test of each attention field of a fitted ``classifier`` on ``data`` (records, a path, a
-    DataFrame, or a dict of id matrices from ``classifier.encoder_.encode_inputs``).
+def attention_check(predictor: Predictor, data, k: int = 3, min_tokens: int = 10, seed: int = 0) -> dict[str, dict]:
+    """The deletion test of each attention field of a model (its ``Predictor``; a fitted estimator's is
+    ``classifier.predictor()``) on ``data`` (records, a path, a DataFrame, or a dict of id matrices from
+    ``predictor.encoder.encode_inputs``).
 
     Returns ``{field: {"top", "random", "records", "k"}}``: the mean score fall when the ``k`` most
     attended tokens are removed, when ``k`` random ones are, and the number of records measured. A field
     with no record long enough is left out."""
-    from multifield.classifier import as_table
-    from multifield.model import attention_output
-
-    classifier._check_fitted()
-    inputs = data if isinstance(data, dict) else classifier.encoder_.encode_inputs(as_table(data))
-    outputs = classifier._predict(classifier.model_, inputs)
+    inputs = data if isinstance(data, dict) else predictor.encoder.encode_inputs(as_table(data))
+    outputs = predictor.outputs(inputs)
     scores = np.asarray(outputs["scores"], dtype=np.float64)
-    predicted = decide(scores, classifier.thresholds_, classifier.config_.training.min_labels).astype(bool)
+    predicted = predictor.decide(scores.astype(np.float32)).astype(bool)
     rng = np.random.default_rng(seed)
     results = {}
-    for name in classifier.config_.attention_fields():
+    for name in predictor.config.attention_fields():
         weights = np.asarray(outputs[attention_output(name)], dtype=np.float64)
         if weights.ndim == 3:  # several heads: how much the record's context draws on each token, all heads
             weights = weights.mean(axis=1)
@@ -66,7 +65,7 @@ def attention_check(classifier, data, k: int = 3, min_tokens: int = 10, seed: in
         measured = {field: values[rows] for field, values in inputs.items()}
         falls = {}
         for variant, removed in (("top", top), ("random", random)):
-            variant_scores = classifier._scores({**measured, name: without_positions(ids[rows], removed)}).astype(np.float64)
+            variant_scores = predictor.scores({**measured, name: without_positions(ids[rows], removed)}).astype(np.float64)
             fall = np.where(predicted[rows], scores[rows] - variant_scores, 0.0).sum(axis=1) / predicted[rows].sum(axis=1)
             falls[variant] = round(float(fall.mean()), 4)
         results[name] = {**falls, "records": len(rows), "k": k}

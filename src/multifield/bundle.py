@@ -16,13 +16,16 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 
+import multifield.layers  # noqa: F401  (registers the layer classes for deserialisation)
 from multifield.config import Config, config_from_dict
 from multifield.data.encoding import RecordEncoder
 from multifield.data.labels import LabelEncoder
 from multifield.data.text import FieldTokenizer
 from multifield.errors import BundleError, ConfigError
+from multifield.version import __version__
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
@@ -45,10 +48,6 @@ def _write_json(path: Path, data) -> None:
 
 def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the bundle into a temporary sibling directory, then rename it into place."""
-    import keras
-
-    import multifield
-
     directory = Path(directory)
     if directory.exists() and not overwrite and any(directory.iterdir()):
         raise BundleError(f"{directory}: exists and is not empty; choose another directory or overwrite it")
@@ -73,7 +72,7 @@ def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = 
             staging / "manifest.json",
             {
                 "format_version": FORMAT_VERSION,
-                "multifield_version": multifield.__version__,
+                "multifield_version": __version__,
                 "keras_version": keras.__version__,
                 "backend": keras.backend.backend(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -167,10 +166,6 @@ def _check_layer_classes(model_path: Path) -> None:
 
 
 def load_bundle(directory: str | os.PathLike) -> Bundle:
-    import keras
-
-    import multifield.layers  # noqa: F401  (registers the layer classes for deserialisation)
-
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: no such model directory")

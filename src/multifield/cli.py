@@ -1,7 +1,8 @@
 """The ``multifield`` command line: train, evaluate, predict, explain, tune, serve and demo.
 
 A mistake in the user's input ends the command with one line on stderr and exit code 2; ``--debug``
-shows the traceback instead.
+shows the traceback instead. Each command imports the modules it runs when it runs: they load Keras and
+JAX (seconds), which ``--help``, ``--version`` and a mistyped flag should not wait for.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-import multifield
+from multifield.compilation_cache import enable_compilation_cache
+from multifield.config import load_config
 from multifield.errors import DataWarning, MultifieldError
+from multifield.version import __version__
 
 app = typer.Typer(
     name="multifield",
@@ -32,7 +35,7 @@ _state = {"debug": False}
 
 def _version(value: bool):
     if value:
-        typer.echo(f"multifield {multifield.__version__}")
+        typer.echo(f"multifield {__version__}")
         raise typer.Exit()
 
 
@@ -54,8 +57,6 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from multifield.compilation_cache import enable_compilation_cache
-
         enable_compilation_cache()
         with warnings.catch_warnings():
             # A value converted because its meaning was clear is said once, as one "note:" line.
@@ -77,16 +78,6 @@ def _show_note(show, message, category, filename, lineno, file=None, line=None):
         err_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
     else:
         show(message, category, filename, lineno, file, line)
-
-
-def _records(path: Path, config, labels: bool, skip_bad_rows: bool):
-    """A data file's checked records; what --skip-bad-rows left out is said in one line on stderr."""
-    from multifield.data.encoding import load_records
-
-    table = load_records(path, config, labels=labels, skip_bad_rows=skip_bad_rows)
-    if table.skipped:
-        err_console.print(f"[yellow]note:[/] {table.path}: {table.skipped_summary()}", highlight=False, soft_wrap=True)
-    return table
 
 
 SKIP_HELP = "Leave out malformed records (reported on stderr: how many, their first line numbers) instead of failing."
@@ -133,58 +124,15 @@ def train(
     On two machines: multifield train configs/movies.toml --train big.jsonl --valid valid.jsonl --out runs/big
     --stream --distribute data-parallel --coordinator-address 10.0.0.1:1234 --num-processes 2 --process-id 0 (1 on the other)
     """
-    from multifield.config import load_config
+    from multifield.runs import Distribution, train_run
 
-    plan = None
+    distribution = None
     if distribute is not None or coordinator_address or num_processes or process_id is not None:
-        from multifield.distribution import setup_data_parallel
-
-        # Before anything touches a JAX device: joining the other processes must come first.
-        plan = setup_data_parallel(distribute or "data-parallel", coordinator_address, num_processes, process_id)
-        err_console.print(plan.describe())
-    from multifield.classifier import MultiFieldClassifier
-
-    run_config = load_config(config)
-    if plan is not None and plan.global_batch_size(run_config.training.batch_size) != run_config.training.batch_size:
-        batch_size = plan.global_batch_size(run_config.training.batch_size)
-        err_console.print(f"batch size {run_config.training.batch_size} rounded up to {batch_size}, a multiple of {plan.devices} devices")
-        run_config.training.batch_size = batch_size
-    from multifield.checkpoints import Checkpoint, check_out, checkpoint_path
-
-    note = check_out(out, resume, overwrite)
-    if note:
-        err_console.print(note)
-    train_data, valid_data = _training_records(train_file, valid_file, run_config, stream, skip_bad_rows)
-    # Every process reads a checkpoint when resuming; only process 0 writes it.
-    checkpoint = Checkpoint(checkpoint_path(out), resume=resume, write=plan is None or plan.is_chief)
-    classifier = MultiFieldClassifier(run_config).fit(
-        train_data, valid_data, epochs=epochs, console=err_console, stream=stream, checkpoint=checkpoint
+        distribution = Distribution(distribute or "data-parallel", coordinator_address, num_processes, process_id)
+    train_run(
+        load_config(config), train_file, valid_file, out, err_console, epochs=epochs, overwrite=overwrite, resume=resume,
+        stream=stream, skip_bad_rows=skip_bad_rows, distribution=distribution,
     )
-    if plan is not None and not plan.is_chief:
-        err_console.print(f"process {plan.process_index} done; process 0 writes the bundle")
-        return
-    classifier.save(out, overwrite=overwrite or resume)
-    err_console.print(f"model bundle written to {out}")
-    from multifield.report import write_run_report
-
-    write_run_report(classifier, out / "report.html", train_data, valid_data, console=err_console)
-    # Last, once the bundle and its report are in place: a crash before this leaves the checkpoint, and
-    # --resume writes both again.
-    checkpoint.remove()
-
-
-def _training_records(train_file: Path, valid_file: Optional[Path], config, stream: Optional[bool], skip_bad_rows: bool):
-    from multifield.data.stream import should_stream
-
-    if should_stream(train_file, stream):
-        if skip_bad_rows:
-            raise MultifieldError(
-                "--skip-bad-rows holds the training file in memory and cannot be used with --stream "
-                "(files over 256 MB stream unless --in-memory is given)"
-            )
-        return train_file, valid_file
-    valid = _records(valid_file, config, True, skip_bad_rows) if valid_file is not None else None
-    return _records(train_file, config, True, skip_bad_rows), valid
 
 
 @app.command()
@@ -199,34 +147,18 @@ def evaluate(
 
     Example: multifield evaluate runs/movies --data data/test.jsonl --json
     """
-    import multifield.classifier as classifier
+    from multifield.classifier import load
+    from multifield.metrics import metrics_tables
+    from multifield.runs import read_records
 
-    model = classifier.load(model_dir)
-    metrics = model.evaluate(_records(data, model.config_, True, skip_bad_rows))
+    model = load(model_dir)
+    metrics = model.evaluate(read_records(data, model.config_, True, skip_bad_rows, err_console))
     if metrics.get("unknown_labels"):
         err_console.print(f"[yellow]note:[/] labels the model never saw in training are not scored: {metrics['unknown_labels']}")
     if as_json:
         typer.echo(json.dumps(metrics, ensure_ascii=False))
         return
-    print_metrics(metrics, Console())
-
-
-def print_metrics(metrics: dict, console: Console) -> None:
-    from rich.table import Table
-
-    summary = Table(title=f"{metrics['records']} records", show_header=True)
-    for name in ("micro_f1", "macro_f1", "samples_f1", "precision_at_1", "precision_at_3", "hamming_loss"):
-        summary.add_column(name.replace("_", " "), justify="right")
-    summary.add_row(
-        *(f"{metrics[k]:.4f}" for k in ("micro_f1", "macro_f1", "samples_f1", "precision_at_1", "precision_at_3", "hamming_loss"))
-    )
-    console.print(summary)
-    per_label = Table(title="per label")
-    for name, justify in (("label", "left"), ("support", "right"), ("precision", "right"), ("recall", "right"), ("F1", "right")):
-        per_label.add_column(name, justify=justify)
-    for row in sorted(metrics["per_label"], key=lambda row: -row["support"]):
-        per_label.add_row(row["label"], str(row["support"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}")
-    console.print(per_label)
+    Console().print(*metrics_tables(metrics))
 
 
 @app.command()
@@ -244,14 +176,12 @@ def predict(
 
     Example: multifield predict runs/movies --input new.jsonl --output predictions.jsonl --attention
     """
-    import multifield.classifier as classifier
-    from multifield.data.stream import predict_file
+    from multifield.data.io import skipped_summary
+    from multifield.inference import Predictor
 
-    model = classifier.load(model_dir)
-    written = predict_file(model, input_file, output, attention=attention, skip_bad_rows=skip_bad_rows)
+    predictor = Predictor.load(model_dir)
+    written = predictor.predict_file(input_file, output, attention=attention, skip_bad_rows=skip_bad_rows)
     if written.skipped:
-        from multifield.data.io import skipped_summary
-
         summary = skipped_summary(written.skipped, written.line_kind)
         err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
     err_console.print(f"{written.count} predictions written to {output}")
@@ -271,11 +201,13 @@ def explain(
 
     Example: multifield explain runs/movies --input test.jsonl --out report.html --limit 20 --png heatmaps/
     """
-    import multifield.classifier as classifier
     from multifield.explain import write_report
+    from multifield.inference import Predictor
+    from multifield.runs import read_records
 
-    model = classifier.load(model_dir)
-    count = write_report(model, _records(input_file, model.config_, False, skip_bad_rows), out, png_dir=png, limit=limit)
+    predictor = Predictor.load(model_dir)
+    records = read_records(input_file, predictor.config, False, skip_bad_rows, err_console)
+    count = write_report(predictor, records, out, png_dir=png, limit=limit)
     err_console.print(f"{count} records explained in {out}")
 
 
@@ -322,7 +254,6 @@ def tune(
     Example: multifield tune configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --trials 30 --out runs/best.toml
     """
     from multifield import tuning
-    from multifield.config import load_config
 
     study = tuning.tune(
         load_config(config),

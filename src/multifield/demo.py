@@ -12,7 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from multifield.config import load_config
+from multifield.data.io import read_table, write_jsonl
 from multifield.errors import MultifieldError
+from multifield.metrics import metrics_tables
+from multifield.runs import train_run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,8 +31,6 @@ def find_resource(relative: str) -> Path:
 
 def bundled_split(limit: int | None = None):
     """The bundled movies as (train, valid, test) Tables, split by the shipped id lists."""
-    from multifield.data.io import read_table
-
     table = read_table(find_resource("data/tmdb10k.jsonl.gz"))
     valid_ids = set(find_resource("data/valid_ids.txt").read_text().split())
     test_ids = set(find_resource("data/test_ids.txt").read_text().split())
@@ -48,41 +50,36 @@ def run_demo(
     members: int | None = None,
     console: Console | None = None,
 ) -> dict:
-    from multifield.classifier import MultiFieldClassifier
-    from multifield.cli import print_metrics
-    from multifield.data.io import write_jsonl
-
+    """Train, evaluate and show the movie model under ``out``; the test metrics."""
     console = console or Console()
     train, valid, test = bundled_split(limit)
     console.rule("multifield demo: movie genres from actors, plot, keywords, tagline and title")
     console.print(f"bundled movies: {len(train)} train, {len(valid)} validation, {len(test)} test")
-    from multifield.config import load_config
-
     config = load_config(find_resource("configs/movies.toml"))
     if members:
         config.training.ensemble = members
-    classifier = MultiFieldClassifier(config)
-    classifier.fit(train, valid, epochs=epochs, console=console)
     out.mkdir(parents=True, exist_ok=True)
-    classifier.save(out / "model", overwrite=True)
-    from multifield.report import write_run_report
-
-    write_run_report(classifier, out / "report.html", valid=valid, console=console)
+    classifier = train_run(config, train, valid, out / "model", console, epochs=epochs, overwrite=True, report=out / "report.html")
 
     metrics = classifier.evaluate(test)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     console.rule("test set")
-    print_metrics(metrics, console)
+    console.print(*metrics_tables(metrics))
 
     predictions = classifier.predict_records(test, attention=True)
     write_jsonl(out / "test_predictions.jsonl", predictions)
     console.rule("what the model read: the most attended plot words")
     for record, prediction in list(zip(test.records, predictions))[:3]:
-        weights = prediction["attention"].get("plot", [])
-        top = sorted(weights, key=lambda pair: -pair[1])[:8]
-        console.print(f"[bold]{record.get('title', record['id'])}[/]")
-        console.print(f"  true:      {', '.join(record.get('genres', []))}")
-        console.print(f"  predicted: {', '.join(prediction['labels'])}")
-        console.print("  attended:  " + ", ".join(f"{word} ({weight:.2f})" for word, weight in top), highlight=False)
+        show_attended(console, record, prediction)
     console.print(f"\nmodel, metrics, predictions and the training report (report.html) written under {out}/")
     return metrics
+
+
+def show_attended(console: Console, record: dict, prediction: dict) -> None:
+    """A movie's true and predicted genres and its eight most attended plot words."""
+    weights = prediction["attention"].get("plot", [])
+    top = sorted(weights, key=lambda pair: -pair[1])[:8]
+    console.print(f"[bold]{record.get('title', record['id'])}[/]")
+    console.print(f"  true:      {', '.join(record.get('genres', []))}")
+    console.print(f"  predicted: {', '.join(prediction['labels'])}")
+    console.print("  attended:  " + ", ".join(f"{word} ({weight:.2f})" for word, weight in top), highlight=False)

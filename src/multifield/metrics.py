@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from rich.table import Table
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support, precision_score, recall_score
 
 
@@ -37,3 +38,20 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, labels:
             for i, label in enumerate(labels)
         ],
     }
+
+
+SUMMARY_METRICS = ("micro_f1", "macro_f1", "samples_f1", "precision_at_1", "precision_at_3", "hamming_loss")
+
+
+def metrics_tables(metrics: dict) -> list[Table]:
+    """The metrics of ``evaluate`` as two rich tables: the summary, and one row per label (most frequent first)."""
+    summary = Table(title=f"{metrics['records']} records", show_header=True)
+    for name in SUMMARY_METRICS:
+        summary.add_column(name.replace("_", " "), justify="right")
+    summary.add_row(*(f"{metrics[name]:.4f}" for name in SUMMARY_METRICS))
+    per_label = Table(title="per label")
+    for name, justify in (("label", "left"), ("support", "right"), ("precision", "right"), ("recall", "right"), ("F1", "right")):
+        per_label.add_column(name, justify=justify)
+    for row in sorted(metrics["per_label"], key=lambda row: -row["support"]):
+        per_label.add_row(row["label"], str(row["support"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}")
+    return [summary, per_label]

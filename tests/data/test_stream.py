@@ -17,12 +17,9 @@ from multifield.config import config_from_dict
 from multifield.data.encoding import RecordEncoder
 from multifield.data.io import read_table
 from multifield.data.split import hash_bucket
-from multifield.data.stream import (
-    StreamingBatches,
-    fit_streaming,
-    iter_chunks,
-    predict_file,
-)
+from multifield.data.stream import StreamingBatches, iter_chunks
+from multifield.data.stream_source import fit_streaming
+from multifield.inference import Predictor
 from multifield.errors import DataError
 
 
@@ -182,19 +179,17 @@ def test_tfidf_wide_pooling_counts_the_same_documents_streamed_or_in_memory(movi
 
 
 def test_predict_file_streams_one_line_per_record(tmp_path, trained_bundle, movie_files):
-    from multifield import load
-
-    model = load(trained_bundle)
+    predictor = Predictor.load(trained_bundle)
     out = tmp_path / "predictions.jsonl"
-    written = predict_file(model, movie_files["test"], out, chunk_records=30)
+    written = predictor.predict_file(movie_files["test"], out, chunk_records=30)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert written.count == len(rows) == 100 and written.skipped == []
-    assert rows == json.loads(json.dumps(model.predict_records(movie_files["test"])))
+    assert rows == json.loads(json.dumps(predictor.records(movie_files["test"])))
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.jsonl"]  # no temporary file left
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(movie_files["test"].read_text() + "[1, 2]\n")
     with pytest.raises(DataError, match="line 101"):
-        predict_file(model, bad, tmp_path / "never.jsonl", chunk_records=30)
+        predictor.predict_file(bad, tmp_path / "never.jsonl", chunk_records=30)
     assert not (tmp_path / "never.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "predictions.jsonl"]

@@ -14,6 +14,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from multifield.config import Config
+
+
+def sort_field(config: Config) -> str | None:
+    """The attention field with the most tokens: batches are grouped by its length (``None`` when
+    ``training.length_buckets`` is off: batches in random order, every field padded to its max_tokens)."""
+    fields = config.attention_fields() if config.training.length_buckets else []
+    return max(fields, key=lambda name: config.fields[name].max_tokens) if fields else None
+
 
 def row_lengths(ids: np.ndarray) -> np.ndarray:
     """Number of tokens of each right-padded row (the position after its last non-zero id)."""
@@ -37,6 +46,15 @@ def trimmed(ids: np.ndarray, rows: np.ndarray, lengths: np.ndarray, agree_width=
     if agree_width is not None:  # processes of one data-parallel step must feed the same shape
         width = agree_width(width)
     return ids[rows, :width]
+
+
+def trim_to_longest(ids: np.ndarray, max_tokens: int | None = None) -> np.ndarray:
+    """All rows of ``ids``, cut to their longest record rounded up to a width step of ``max_tokens``
+    (default: the width of ``ids``), as a batch of ``trimmed`` rows is."""
+    max_tokens = max_tokens or ids.shape[1]
+    step = width_step(max_tokens)
+    longest = int(row_lengths(ids).max()) if len(ids) else 0
+    return ids[:, : min(max_tokens, max(step, -(-longest // step) * step))]
 
 
 def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 50) -> list[np.ndarray]:
@@ -124,6 +142,14 @@ class BucketedBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.batches = self._order()
 
+    def state(self) -> tuple[dict, list[np.ndarray]]:
+        """What decides the coming batches (for a checkpoint): the shuffling generator and the batch order."""
+        return {"rng": self.rng.bit_generator.state}, list(self.batches)
+
+    def restore_state(self, state: dict, arrays: list[np.ndarray]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.batches = list(arrays)
+
 
 def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int, sort_by: str | None):
     """Apply ``function`` (dict of id arrays → array or dict of arrays) batch by batch, records sorted by
@@ -145,7 +171,19 @@ def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int,
         pieces.append(_first_rows(function(batch), rows))
     inverse = np.empty(count, dtype=np.int64)
     inverse[order] = np.arange(count)
-    return _concatenate(pieces, inverse)
+    return _reordered(concatenate_padded(pieces), inverse)
+
+
+def concatenate_padded(pieces):
+    """Outputs of several batches (arrays, or dicts of arrays) joined along the records; attention weights of
+    batches trimmed to different widths are right-padded with zeros to the widest."""
+    if isinstance(pieces[0], dict):
+        return {key: concatenate_padded([piece[key] for piece in pieces]) for key in pieces[0]}
+    if len(pieces) == 1:
+        return pieces[0]
+    width = max(piece.shape[-1] for piece in pieces)
+    pieces = [np.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, width - p.shape[-1])]) for p in pieces]
+    return np.concatenate(pieces, axis=0)
 
 
 def _first_rows(output, rows: int):
@@ -154,15 +192,11 @@ def _first_rows(output, rows: int):
     return output[:rows]
 
 
+def _reordered(output, inverse: np.ndarray):
+    if isinstance(output, dict):
+        return {key: value[inverse] for key, value in output.items()}
+    return output[inverse]
+
+
 def _batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | None, lengths) -> dict[str, np.ndarray]:
     return {name: trimmed(ids, rows, lengths) if name == sort_by else ids[rows] for name, ids in inputs.items()}
-
-
-def _concatenate(pieces, inverse):
-    if isinstance(pieces[0], dict):
-        return {key: _concatenate([piece[key] for piece in pieces], inverse) for key in pieces[0]}
-    widths = {piece.shape[-1] for piece in pieces}
-    if len(widths) > 1:  # attention weights of batches trimmed to different lengths: pad with zeros
-        width = max(widths)
-        pieces = [np.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, width - p.shape[-1])]) for p in pieces]
-    return np.concatenate(pieces, axis=0)[inverse]

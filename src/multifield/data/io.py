@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from multifield.errors import DataError
+from multifield.errors import DataError, MultifieldError
 from multifield.files import write_lines
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
@@ -275,6 +275,20 @@ def iter_tables(
 def read_table(path: str | os.PathLike, skip_bad_rows: bool = False, require_some: bool = True) -> Table:
     """Every record of a file (see ``iter_tables``) as one Table."""
     return next(iter(iter_tables(path, None, skip_bad_rows, require_some)))
+
+
+def as_table(data, name: str = "<records>") -> Table:
+    """A file path, a pandas DataFrame, a list of record dicts or a Table, as a Table."""
+    if isinstance(data, Table):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data)
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):
+        records = data.to_dict(orient="records")
+        return Table("<DataFrame>", records, list(range(1, len(records) + 1)), "row")
+    if isinstance(data, (list, tuple)) and all(isinstance(record, dict) for record in data):
+        return Table(name, list(data), list(range(1, len(data) + 1)), "record")
+    raise MultifieldError(f"expected a file path, a DataFrame or a list of dicts, got {type(data).__name__}")
 
 
 def with_bad_rows(table: Table, rows: list[dict]) -> list[dict]:

@@ -73,7 +73,7 @@ class FieldTokenizer:
         self.tokenizer.enable_truncation(max_tokens)
 
     @staticmethod
-    def _blank(kind: str, lowercase: bool) -> Tokenizer:
+    def blank(kind: str, lowercase: bool) -> Tokenizer:
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
         tokenizer.normalizer = normalizers.Sequence(steps)
@@ -91,7 +91,7 @@ class FieldTokenizer:
         min_count: int = 2,
         lowercase: bool = True,
     ) -> "FieldTokenizer":
-        tokenizer = cls._blank(kind, lowercase)
+        tokenizer = cls.blank(kind, lowercase)
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocabulary_size, min_frequency=min_count, special_tokens=[PAD, UNKNOWN], show_progress=False
         )

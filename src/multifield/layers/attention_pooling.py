@@ -4,6 +4,8 @@ return the weights it gave each time step, for showing what a text classifier re
 import keras
 from keras import ops
 
+from multifield.layers.argument_checks import check_sequence_shape, is_integer
+
 
 @keras.saving.register_keras_serializable(package="multifield")
 class AttentionPooling(keras.layers.Layer):
@@ -109,12 +111,12 @@ class AttentionPooling(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if units is not None and not (_is_integer(units) and units > 0):
+        if units is not None and not (is_integer(units) and units > 0):
             raise ValueError(
                 f"`units` must be a positive integer or None (None uses the number of input features). "
                 f"Received: units={units!r}"
             )
-        if not (_is_integer(heads) and heads > 0):
+        if not (is_integer(heads) and heads > 0):
             raise ValueError(f"`heads` must be a positive integer, such as 1 or 4. Received: heads={heads!r}")
         if not (isinstance(diversity_penalty, (int, float)) and diversity_penalty >= 0):
             raise ValueError(
@@ -139,7 +141,7 @@ class AttentionPooling(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        features = _check_sequence_shape(self, input_shape)
+        features = check_sequence_shape(self, input_shape)
         units = self.units if self.units is not None else features
         self.kernel = self.add_weight(
             name="kernel",
@@ -159,7 +161,7 @@ class AttentionPooling(keras.layers.Layer):
         )
 
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
-        _check_sequence_shape(self, inputs.shape)
+        check_sequence_shape(self, inputs.shape)
         if mask is not None:
             mask = ops.cast(mask, "bool")
             # Zero the padding first: whatever it holds (even NaN) then cannot reach the scores or the context.
@@ -193,7 +195,7 @@ class AttentionPooling(keras.layers.Layer):
         return None
 
     def compute_output_shape(self, input_shape):
-        features = _check_sequence_shape(self, input_shape)
+        features = check_sequence_shape(self, input_shape)
         return (input_shape[0], self.heads * features)
 
     def compute_output_spec(self, inputs, mask=None, training=None, return_attention_scores=False):
@@ -219,26 +221,6 @@ class AttentionPooling(keras.layers.Layer):
             "context_regularizer": keras.regularizers.serialize(self.context_regularizer),
             "seed": self.seed,
         }
-
-
-def _is_integer(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_sequence_shape(layer, shape):
-    shape = tuple(shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"{layer.__class__.__name__} expects a sequence of shape (batch, time, features). "
-            f"Received: input shape {shape} with {len(shape)} dimensions. Feed it the output of an Embedding or of an "
-            f"RNN with return_sequences=True."
-        )
-    if shape[-1] is None:
-        raise ValueError(
-            f"{layer.__class__.__name__} needs the number of features (the last dimension) to be known. "
-            f"Received: input shape {shape}."
-        )
-    return shape[-1]
 
 
 def _masked_softmax(scores, mask):

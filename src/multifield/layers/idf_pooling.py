@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from multifield.layers.attention_pooling import _is_integer
+from multifield.layers.argument_checks import is_integer
 
 
 @keras.saving.register_keras_serializable(package="multifield")
@@ -46,7 +46,7 @@ class IdfPooling(keras.layers.Layer):
 
     def __init__(self, vocabulary_size, **kwargs):
         super().__init__(**kwargs)
-        if not (_is_integer(vocabulary_size) and vocabulary_size > 0):
+        if not (is_integer(vocabulary_size) and vocabulary_size > 0):
             raise ValueError(f"`vocabulary_size` must be a positive integer. Received: vocabulary_size={vocabulary_size!r}")
         self.vocabulary_size = int(vocabulary_size)
         self.idf = self.add_weight(

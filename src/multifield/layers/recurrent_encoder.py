@@ -3,7 +3,8 @@ pooling, with the mask carried all the way through."""
 
 import keras
 
-from multifield.layers.attention_pooling import AttentionPooling, _check_sequence_shape, _is_integer
+from multifield.layers.argument_checks import check_sequence_shape, is_integer
+from multifield.layers.attention_pooling import AttentionPooling
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -96,13 +97,13 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not (_is_integer(units) and units > 0):
+        if not (is_integer(units) and units > 0):
             raise ValueError(f"`units` must be a positive integer, such as 64. Received: units={units!r}")
         if not isinstance(cell, str) or cell.lower() not in _CELLS:
             raise ValueError(f"`cell` must be one of {sorted(_CELLS)}. Received: cell={cell!r}")
-        if not (_is_integer(num_layers) and num_layers > 0):
+        if not (is_integer(num_layers) and num_layers > 0):
             raise ValueError(f"`num_layers` must be a positive integer. Received: num_layers={num_layers!r}")
-        if attention_units is not None and not (_is_integer(attention_units) and attention_units > 0):
+        if attention_units is not None and not (is_integer(attention_units) and attention_units > 0):
             raise ValueError(
                 f"`attention_units` must be a positive integer or None (None uses the recurrent output size). "
                 f"Received: attention_units={attention_units!r}"
@@ -171,7 +172,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         return self.units * (2 if self.bidirectional else 1)
 
     def build(self, input_shape):
-        _check_sequence_shape(self, input_shape)
+        check_sequence_shape(self, input_shape)
         shape = tuple(input_shape)
         for recurrent in self.recurrent_layers:
             recurrent.build(shape)
@@ -179,7 +180,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         self.attention_pooling.build(shape)
 
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
-        _check_sequence_shape(self, inputs.shape)
+        check_sequence_shape(self, inputs.shape)
         sequences = inputs
         for recurrent in self.recurrent_layers:
             sequences = recurrent(sequences, mask=mask, training=training)
@@ -191,7 +192,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         return None
 
     def compute_output_shape(self, input_shape):
-        _check_sequence_shape(self, input_shape)
+        check_sequence_shape(self, input_shape)
         return (input_shape[0], self.output_size * self.attention_pooling.heads)
 
     def compute_output_spec(self, inputs, mask=None, training=None, return_attention_scores=False):

@@ -13,11 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import multifield
+from multifield.compilation_cache import enable_compilation_cache
 from multifield.errors import MultifieldError
 from multifield.server.api_docs import add_docs_routes
 from multifield.server.body_limit import BodyLimitMiddleware
 from multifield.server.micro_batcher import MicroBatcher, Overloaded
+from multifield.server.logs import log_to_console
 from multifield.server.page import add_page_routes
 from multifield.server.schemas import (
     ErrorResponse,
@@ -30,6 +31,7 @@ from multifield.server.schemas import (
 from multifield.server.server_timing import ServerTimingMiddleware
 from multifield.server.serving_model import ServingModel
 from multifield.server.settings import ServerSettings
+from multifield.version import __version__
 
 logger = logging.getLogger("multifield.server")
 
@@ -51,7 +53,7 @@ def _description(model: ServingModel, settings: ServerSettings) -> str:
     config = model.config
     fields = ", ".join(f"`{name}` ({field.kind})" for name, field in config.fields.items())
     return f"""Predicts the labels of records with the multifield model **{config.name}**
-({len(model.classifier.labels_)} labels; fields {fields}).
+({len(model.predictor.labels)} labels; fields {fields}).
 
 * `POST /v1/predict` with `{{"records": [{{...}}, ...]}}` answers `{{"predictions": [{{"id", "labels", "scores"}}, ...]}}`
   in the same order; `?attention=true` adds each attention field's `[word, weight]` pairs.
@@ -152,7 +154,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
 
     app = FastAPI(
         title=f"multifield: {model.config.name}",
-        version=multifield.__version__,
+        version=__version__,
         description=_description(model, settings),
         lifespan=lifespan,
         docs_url=None,  # served by add_docs_routes from files shipped with the package, not from a CDN
@@ -270,9 +272,6 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
 
 def create_app_from_environment() -> FastAPI:
     """``create_app`` for uvicorn's worker processes, which read the bundle and settings from the environment."""
-    from multifield.compilation_cache import enable_compilation_cache
-    from multifield.server.run import log_to_console
-
     log_to_console()
     enable_compilation_cache()  # as the command line does in the parent process: workers share the cache
     settings = ServerSettings.model_validate(json.loads(os.environ.get(SETTINGS_VARIABLE, "{}")))

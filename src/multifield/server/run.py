@@ -6,6 +6,11 @@ import logging
 import os
 from pathlib import Path
 
+import uvicorn
+
+from multifield.bundle import load_bundle
+from multifield.server.app import BUNDLE_VARIABLE, SETTINGS_VARIABLE, create_app
+from multifield.server.logs import log_to_console
 from multifield.server.settings import ServerSettings
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -25,10 +30,6 @@ def serve(
     With ``workers > 1``, each uvicorn worker process loads and warms up its own copy of the model; the
     bundle is loaded here once first, so that a bad bundle is reported before any worker starts.
     """
-    import uvicorn
-
-    from multifield.server.app import BUNDLE_VARIABLE, SETTINGS_VARIABLE, create_app
-
     settings = settings or ServerSettings()
     bundle_dir = Path(bundle_dir).resolve()
     log_to_console()
@@ -39,9 +40,7 @@ def serve(
         announce(f"serving {bundle_dir} at http://{_url_host(host)}:{port} (API docs at /docs); warming up")
         uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
         return
-    import multifield
-
-    multifield.load(bundle_dir)  # refuse a bad bundle before starting the workers
+    load_bundle(bundle_dir)  # refuse a bad bundle before starting the workers
     os.environ[BUNDLE_VARIABLE] = str(bundle_dir)
     os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
     announce(f"serving {bundle_dir} at http://{_url_host(host)}:{port} with {workers} workers (API docs at /docs)")
@@ -58,13 +57,3 @@ def serve(
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def log_to_console() -> None:
-    """Show the server's own lines (warm-up done, errors) on the console, as uvicorn shows its own."""
-    logger = logging.getLogger("multifield.server")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)

@@ -10,11 +10,14 @@ import os
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from multifield.classifier import MultiFieldClassifier, load, sort_field
-from multifield.data.batches import predict_in_buckets, row_lengths, width_step
+from multifield.bundle import load_bundle
+from multifield.data.batches import concatenate_padded, sort_field, trim_to_longest, width_step
+from multifield.inference import Predictor
 from multifield.server.settings import ServerSettings
+from multifield.version import __version__
 
 logger = logging.getLogger("multifield.server")
 
@@ -29,11 +32,9 @@ def _bound_forward(model):
     """On JAX, the model's inference as one jitted function of its inputs, its weights read once (they never
     change while serving): ``predict_on_batch`` gathers and writes back every weight on each call, which costs
     more than the model itself for a few records. ``None`` on other backends."""
-    import keras
-
     if keras.backend.backend() != "jax":
         return None
-    import jax
+    import jax  # only on the JAX backend
 
     trainable = [variable.value for variable in model.trainable_variables]
     non_trainable = [variable.value for variable in model.non_trainable_variables]
@@ -45,9 +46,9 @@ def _bound_forward(model):
     return lambda inputs: forward(trainable, non_trainable, inputs)
 
 
-class _FixedShapeClassifier(MultiFieldClassifier):
-    """A fitted classifier whose model is only called with a few row counts (``batch_sizes``) and, for the
-    longest attention field, a few widths, so that XLA compiles each shape once, at warm-up.
+class FixedShapeCaller:
+    """Calls a model with only a few row counts (``batch_sizes``) and, for the longest attention field, a few
+    widths, so that XLA compiles each shape once, at warm-up. A ``Predictor``'s ``call``.
 
     The records of a bucket are cut into runs of those sizes, the last one padded with empty records; the
     cut is the one that costs least by the times measured at warm-up (padding 9 records up to 64 rows can
@@ -55,14 +56,13 @@ class _FixedShapeClassifier(MultiFieldClassifier):
     and attention weights) answers both kinds of request.
     """
 
-    def __init__(self, fitted: MultiFieldClassifier, batch_sizes: tuple[int, ...]):
-        super().__init__(fitted.config)
-        self.__dict__.update(fitted.__dict__)
+    def __init__(self, model, config, encoder, batch_sizes: tuple[int, ...]):
         self.batch_sizes = tuple(batch_sizes)
-        self.sort_by = sort_field(self.config_)
-        self.sort_tokens = self.encoder_.tokenizers[self.sort_by].max_tokens if self.sort_by else 0
+        self.encoder = encoder
+        self.sort_by = sort_field(config)
+        self.sort_tokens = encoder.tokenizers[self.sort_by].max_tokens if self.sort_by else 0
         self.costs: dict[tuple[int, int | None], float] = {}
-        self.forward = _bound_forward(self.model_) or self.model_.predict_on_batch
+        self.forward = _bound_forward(model) or model.predict_on_batch
         self._plans: dict[tuple[int, int | None], list[int]] = {}
 
     def widths(self) -> list[int | None]:
@@ -71,7 +71,7 @@ class _FixedShapeClassifier(MultiFieldClassifier):
     def blank_inputs(self, size: int, width: int | None) -> dict[str, np.ndarray]:
         return {
             name: np.ones((size, width if name == self.sort_by else tokenizer.max_tokens), dtype=np.int32)
-            for name, tokenizer in self.encoder_.tokenizers.items()
+            for name, tokenizer in self.encoder.tokenizers.items()
         }
 
     def call_shape(self, batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -102,37 +102,21 @@ class _FixedShapeClassifier(MultiFieldClassifier):
             self._plans[key] = sorted(sizes, reverse=True)
         return self._plans[key]
 
-    def call_model(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = len(next(iter(batch.values())))
         width = batch[self.sort_by].shape[1] if self.sort_by else None
         pieces, start = [], 0
         for size in self.plan(count, width):
             run = {name: ids[start : start + size] for name, ids in batch.items()}
             if self.sort_by:
-                longest = int(row_lengths(run[self.sort_by]).max())
-                step = width_step(self.sort_tokens)
-                run[self.sort_by] = run[self.sort_by][:, : min(self.sort_tokens, max(step, -(-longest // step) * step))]
+                run[self.sort_by] = trim_to_longest(run[self.sort_by], self.sort_tokens)
             pieces.append(self.call_shape(run, size))
             start += size
-        if len(pieces) == 1:
-            return pieces[0]
-        outputs = {}
-        for key in pieces[0]:
-            parts = [piece[key] for piece in pieces]
-            widest = max(part.shape[-1] for part in parts)  # attention of runs trimmed to other widths
-            parts = [np.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, widest - p.shape[-1])]) for p in parts]
-            outputs[key] = np.concatenate(parts, axis=0)
-        return outputs
-
-    def _predict(self, model, inputs: dict[str, np.ndarray]):
-        return predict_in_buckets(self.call_model, inputs, self.batch_sizes[-1], self.sort_by)
-
-    def _scores(self, inputs: dict[str, np.ndarray], model=None) -> np.ndarray:
-        return np.asarray(self._predict(self.model_, inputs)["scores"], dtype=np.float32)
+        return concatenate_padded(pieces)
 
 
 class ServingModel:
-    """The classifier of a bundle, its description, and its warm-up.
+    """The predictor of a bundle (a ``Predictor`` calling the model with fixed shapes), its description, and its warm-up.
 
     Loading goes through ``multifield.load`` (Keras ``safe_mode=True``; a model holding a ``Lambda`` layer or
     a class from outside Keras and multifield is refused with a ``BundleError``). Nothing is ever written to
@@ -146,8 +130,11 @@ class ServingModel:
     def __init__(self, bundle_dir: str | os.PathLike, settings: ServerSettings):
         self.bundle_dir = Path(bundle_dir)
         self.settings = settings
-        self.classifier = _FixedShapeClassifier(load(self.bundle_dir), settings.batch_sizes)
-        self.config = self.classifier.config_
+        bundle = load_bundle(self.bundle_dir)
+        self.config = bundle.config
+        self.metrics = bundle.metrics
+        self.caller = FixedShapeCaller(bundle.model, bundle.config, bundle.encoder, settings.batch_sizes)
+        self.predictor = Predictor.from_bundle(bundle, call=self.caller, batch_size=self.caller.batch_sizes[-1])
         self.status = "warming_up"
         self.warmup_seconds: float | None = None
         try:
@@ -161,7 +148,7 @@ class ServingModel:
 
     def shapes(self) -> list[tuple[int, int | None]]:
         """The (rows, width of the sort field) the model is called with: every batch size by every width."""
-        return [(size, width) for size in self.settings.batch_sizes for width in self.classifier.widths()]
+        return [(size, width) for size in self.settings.batch_sizes for width in self.caller.widths()]
 
     def warm_up(self) -> None:
         """Call the model with every shape it will see, so that no request waits for a compilation, and time
@@ -169,15 +156,15 @@ class ServingModel:
         if self.ready:
             return
         started = time.perf_counter()
-        classifier = self.classifier
+        caller = self.caller
         try:
             if self.settings.warmup:
                 for size, width in self.shapes():
-                    inputs = classifier.blank_inputs(size, width)
-                    classifier.call_shape(inputs, size)
+                    inputs = caller.blank_inputs(size, width)
+                    caller.call_shape(inputs, size)
                     timed = time.perf_counter()
-                    classifier.call_shape(inputs, size)
-                    classifier.costs[(size, width)] = time.perf_counter() - timed
+                    caller.call_shape(inputs, size)
+                    caller.costs[(size, width)] = time.perf_counter() - timed
                 self.predict([{}], attention=True)
         except Exception:
             self.status = "failed"
@@ -192,15 +179,13 @@ class ServingModel:
         logger.info("model warmed up in %.1f s (%d shapes); ready", self.warmup_seconds, len(self.shapes()))
 
     def predict(self, records: list[dict], attention: bool = False) -> list[dict]:
-        """``MultiFieldClassifier.predict_records`` of these records."""
-        return self.classifier.predict_records(records, attention=attention)
+        """``Predictor.records`` of these records."""
+        return self.predictor.records(records, attention=attention)
 
     def info(self) -> dict:
         """What ``GET /v1/model`` shows: labels, fields, the config, validation metrics, versions."""
-        import multifield
-
         config = self.config
-        labels = list(self.classifier.labels_)
+        labels = list(self.predictor.labels)
         config_dict = config.to_toml_dict()
         for field in config_dict.get("fields", {}).values():
             if "embeddings" in field:  # a path on the server's disk: its file name says enough
@@ -208,14 +193,14 @@ class ServingModel:
         return _finite(
             {
                 "name": config.name,
-                "multifield_version": multifield.__version__,
+                "multifield_version": __version__,
                 "bundle": {
                     key: self.manifest.get(key)
                     for key in ("format_version", "multifield_version", "keras_version", "backend", "created")
                 },
                 "id_field": config.id_field,
                 "labels": labels,
-                "thresholds": {label: round(float(t), 4) for label, t in zip(labels, self.classifier.thresholds_)},
+                "thresholds": {label: round(float(t), 4) for label, t in zip(labels, self.predictor.thresholds)},
                 "fields": {
                     name: {
                         "kind": field.kind,
@@ -226,8 +211,8 @@ class ServingModel:
                     for name, field in config.fields.items()
                 },
                 "config": config_dict,
-                "validation": self.classifier.metrics_.get("validation"),
-                "attention_check": self.classifier.metrics_.get("attention_check"),
+                "validation": self.metrics.get("validation"),
+                "attention_check": self.metrics.get("attention_check"),
                 "limits": self.settings.limits(),
             }
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from multifield.errors import MultifieldError
@@ -85,7 +86,6 @@ def setup_data_parallel(
     global _plan
     if strategy not in STRATEGIES:
         raise MultifieldError(f"--distribute {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    import keras
 
     if keras.backend.backend() != "jax":
         raise MultifieldError(
@@ -98,7 +98,7 @@ def setup_data_parallel(
             keras.distribution.initialize(coordinator_address, num_processes, process_id)
         except (RuntimeError, ValueError) as error:
             raise MultifieldError(f"cannot join the other processes: {error}") from None
-    import jax
+    import jax  # only here: the package runs on PyTorch and TensorFlow too, where the rest of this module is unused
 
     devices = keras.distribution.list_devices()
     distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
@@ -111,51 +111,22 @@ def agree_max(value: int) -> int:
     """The largest of this value over all processes (the value itself with one process)."""
     if _plan is None or _plan.processes == 1:
         return value
-    from jax.experimental import multihost_utils
+    from jax.experimental import multihost_utils  # JAX only, as in setup_data_parallel
 
     return int(np.max(multihost_utils.process_allgather(np.asarray([value], dtype=np.int32))))
 
 
-def training_batches(x_train, y_train, batch_size: int, sort_by: str | None, seed: int):
-    """The training PyDataset: in-memory arrays (``BucketedBatches``) or a ``StreamSource``
-    (``StreamingBatches``); under a data-parallel plan, this process's shard in equal, full batches."""
-    from multifield.data.batches import BucketedBatches
-    from multifield.data.stream import StreamingBatches, StreamSource
-
+def training_batches(train_data, batch_size: int, sort_by: str | None, seed: int):
+    """The training PyDataset of ``train_data`` (``InMemoryRecords`` or a ``StreamSource``); under a
+    data-parallel plan, this process's shard in equal, full batches."""
     plan = _plan
     if plan is None:
-        if isinstance(x_train, StreamSource):
-            return StreamingBatches(x_train, batch_size, sort_by, seed=seed)
-        return BucketedBatches(x_train, y_train, batch_size, sort_by, seed=seed)
+        return train_data.batches(batch_size, sort_by, seed)
     global_batch = plan.global_batch_size(batch_size)
-    local_batch = global_batch // plan.processes
     agree = agree_max if plan.processes > 1 else None
-    index, count = plan.process_index, plan.processes
-    if isinstance(x_train, StreamSource):
-        steps = max(1, min(x_train.shard_counts) // local_batch)
-        return StreamingBatches(
-            x_train, local_batch, sort_by, seed=seed, shard_index=index, shard_count=count,
-            steps=steps, drop_remainder=True, agree_width=agree,
-        )
-    records = len(y_train)
-    steps = max(1, (records // count) // local_batch)
-    if records // count < local_batch:
-        raise MultifieldError(
-            f"{records} training records are too few for a global batch of {global_batch} over {count} processes"
-        )
-    shard = {name: ids[index::count] for name, ids in x_train.items()}
-    return BucketedBatches(
-        shard, y_train[index::count], local_batch, sort_by, seed=seed, drop_remainder=True, steps=steps, agree_width=agree
+    return train_data.shard_batches(
+        global_batch // plan.processes, global_batch, sort_by, seed, plan.process_index, plan.processes, agree
     )
-
-
-def label_totals(y_train) -> tuple[np.ndarray, int]:
-    """Per-label positive counts and the number of records, of a label matrix or a ``StreamSource``."""
-    from multifield.data.stream import StreamSource
-
-    if isinstance(y_train, StreamSource):
-        return y_train.positives, y_train.count
-    return np.asarray(y_train).sum(axis=0), len(y_train)
 
 
 __all__ = ["DataParallelPlan", "agree_max", "current_plan", "is_chief", "setup_data_parallel", "training_batches"]

@@ -25,7 +25,6 @@ import copy
 import hashlib
 import io
 import json
-import math
 import os
 import signal
 from pathlib import Path
@@ -33,7 +32,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from multifield.errors import CheckpointError, MultifieldError, TrainingError
+from multifield.errors import CheckpointError, MultifieldError
+from multifield.data.in_memory import update_digest
 from multifield.files import atomic_writer, leftover_temporaries
 
 FORMAT_VERSION = 1
@@ -73,53 +73,31 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> str | None:
     return None
 
 
-def fingerprint(config, epochs: int | None, encoder, *arrays) -> str:
-    """A digest of what a run trains on: its config, ``--epochs``, vocabularies, labels and encoded
-    records (a streamed training file: its path, size and record count)."""
+def fingerprint(config, epochs: int | None, encoder, train_data, x_valid: dict, y_valid) -> str:
+    """A digest of what a run trains on: its config, ``--epochs``, vocabularies, labels, training data
+    (``train_data.update_digest``: encoded records, or a streamed file's path, size and record count) and
+    encoded validation records."""
     digest = hashlib.sha256(json.dumps(config.to_toml_dict(), sort_keys=True, default=str).encode())
     digest.update(repr(epochs).encode())
     digest.update(json.dumps(encoder.labels.labels).encode())
     for name, tokenizer in sorted(encoder.tokenizers.items()):
         digest.update(name.encode() + tokenizer.to_json().encode())
-    for array in arrays:
-        if hasattr(array, "path") and hasattr(array, "count"):  # a StreamSource
-            digest.update(f"{Path(array.path).resolve()}{Path(array.path).stat().st_size}{array.count}".encode())
-            continue
-        for name, value in sorted(array.items()) if isinstance(array, dict) else [("", array)]:
-            value = np.ascontiguousarray(value)
-            digest.update(f"{name}{value.dtype}{value.shape}".encode())
-            digest.update(value.tobytes())
+    train_data.update_digest(digest)
+    update_digest(digest, x_valid)
+    update_digest(digest, y_valid)
     return digest.hexdigest()
 
 
-def open_checkpoint(checkpoint, resume: bool, config, epochs, encoder, *arrays, console=None) -> Checkpoint:
+def open_checkpoint(checkpoint, resume: bool, config, epochs, encoder, train_data, x_valid, y_valid, console=None) -> Checkpoint:
     """A ``Checkpoint`` (from a path) started for this run: loaded when resuming, else cleared."""
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = Checkpoint(checkpoint, resume=resume)
-    if checkpoint.start(fingerprint(config, epochs, encoder, *arrays)) and console is not None:
+    if checkpoint.start(fingerprint(config, epochs, encoder, train_data, x_valid, y_valid)) and console is not None:
         stage, epoch = checkpoint.saved_epoch
         where = f"{stage} stage, " if stage == "wide" else ""
         members = f"member {checkpoint.state['position']['member'] + 1}, " if config.training.ensemble > 1 else ""
         console.print(f"resuming after {members}{where}epoch {epoch + 1} from {checkpoint.path}")
     return checkpoint
-
-
-def _data_state(batches) -> tuple[dict, list[np.ndarray]]:
-    """What decides the coming batches: the shuffling generator and the batch order (in-memory batches),
-    or the epoch count (streamed batches, which seed each epoch's shuffle with it)."""
-    if hasattr(batches, "rng") and hasattr(batches, "batches"):
-        return {"rng": batches.rng.bit_generator.state}, list(batches.batches)
-    if hasattr(batches, "epoch"):
-        return {"epoch": batches.epoch}, []
-    return {}, []
-
-
-def _restore_data_state(batches, state: dict, order: list[np.ndarray]) -> None:
-    if "rng" in state:
-        batches.rng.bit_generator.state = state["rng"]
-        batches.batches = order
-    if "epoch" in state:
-        batches.epoch = state["epoch"]
 
 
 def _numpy(variables) -> list[np.ndarray]:
@@ -151,7 +129,7 @@ class Checkpoint:
     """The training state of one run in one ``.npz`` file, replaced atomically after every epoch.
 
     ``resume=True`` continues from the file if there is one; otherwise an old file is replaced. Used by
-    ``MultiFieldClassifier.fit(..., checkpoint=path, resume=...)`` through ``fit_stage``.
+    ``multifield.training.engine`` (``fit_stage``) and saved by ``multifield.training.callbacks.EpochCheckpoint``.
     """
 
     def __init__(self, path: str | os.PathLike, resume: bool = False, write: bool = True):
@@ -194,7 +172,7 @@ class Checkpoint:
             )
         try:
             for member, summary in state["members"].items():
-                self.members[int(member)] = dict(summary, variables=self._list(f"member{member}"))
+                self.members[int(member)] = dict(summary, variables=self.arrays_of(f"member{member}"))
             for stage, summary in state["stages"].items():
                 self.stages[(state["position"]["member"], stage)] = summary
             self.saved_epoch = (state["position"]["stage"], state["position"]["epoch"])
@@ -204,11 +182,12 @@ class Checkpoint:
         self.state = state
         return True
 
-    def _list(self, prefix: str) -> list[np.ndarray]:
+    def arrays_of(self, prefix: str) -> list[np.ndarray]:
+        """The saved arrays under ``prefix`` (``model``, ``optimizer``, ``best``, ``batches``, ``member<N>``), in order."""
         count = sum(1 for name in self.arrays if name.startswith(prefix + "/"))
         return [self.arrays[f"{prefix}/{index}"] for index in range(count)]
 
-    def _relation(self, member: int, stage: str) -> str:
+    def relation(self, member: int, stage: str) -> str:
         """Where (member, stage) stands against the checkpoint: "done", "current" or "ahead"."""
         if self.state is None:
             return "ahead"
@@ -228,6 +207,42 @@ class Checkpoint:
     def member_done(self, member: int, full_model, history: dict, best_epoch: int) -> None:
         self.members[member] = {"history": history, "best_epoch": best_epoch, "variables": _numpy(full_model.variables)}
 
+    # -- resuming a stage ----------------------------------------------------------------------------
+    def resume_stage(self, member: int, stage: str, epochs: int, model, full_model, batches, monitor) -> tuple[bool, int]:
+        """Where a stage starts: ``(done, initial_epoch)``. A stage finished before the crash only gets its
+        monitor back (done); the stage the checkpoint was written in gets the model's variables and the
+        monitor's state and goes on after the saved epoch (done, if that epoch had ended it)."""
+        relation = self.relation(member, stage)
+        if relation == "done":
+            _restore_monitor(monitor, self.stages[(member, stage)], None)
+            return True, 0
+        if relation == "ahead":
+            return False, 0
+        position = self.state["position"]
+        _assign(full_model.variables, self.arrays_of("model"), "variables", self.path)
+        best = self.arrays_of("best") if self.state["monitor"]["best_weights"] is not None else None
+        _restore_monitor(monitor, self.state["monitor"], best)
+        initial_epoch = position["epoch"] + 1
+        if position["stopped"] or initial_epoch >= epochs:  # the stage had ended: only finish it
+            # The next stage goes on with the same batches, whose shuffling state must be as it was.
+            self.restore_batches(batches)
+            monitor.set_model(model)
+            monitor.on_train_end()
+            self.stage_done(member, stage, monitor)
+            return True, initial_epoch
+        return False, initial_epoch
+
+    def restore_batches(self, batches) -> None:
+        """Put back the saved batch order (and shuffling state) of the training batches."""
+        batches.restore_state(self.state["data"], self.arrays_of("batches"))
+
+    def restore_optimizer(self, optimizer) -> None:
+        _assign(optimizer.variables, self.arrays_of("optimizer"), "optimizer variables", self.path)
+
+    def stage_done(self, member: int, stage: str, monitor) -> None:
+        """Remember a finished stage's monitor state (saved with the next checkpoint)."""
+        self.stages[(member, stage)] = _monitor_state(monitor, with_weights=False)[0]
+
     # -- writing -------------------------------------------------------------------------------------
     def save(self, member: int, stage: str, epoch: int, stopped: bool, model, full_model, batches, monitor) -> None:
         """Write the state after ``epoch`` (0-based) of ``stage``: to a temporary file, then renamed."""
@@ -241,14 +256,14 @@ class Checkpoint:
             "monitor": monitor_state,
             "stages": {s: summary for (m, s), summary in self.stages.items() if m == member},
             "members": {str(m): {"history": s["history"], "best_epoch": s["best_epoch"]} for m, s in self.members.items()},
-            "data": _data_state(batches)[0],
+            "data": batches.state()[0],
         }
         arrays = {"state.json": np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)}
         for prefix, values in (
             ("model", _numpy(full_model.variables)),
             ("optimizer", _numpy(model.optimizer.variables)),
             ("best", best_weights),
-            ("batches", _data_state(batches)[1]),
+            ("batches", batches.state()[1]),
             *((f"member{m}", summary["variables"]) for m, summary in self.members.items()),
         ):
             arrays.update({f"{prefix}/{index}": np.asarray(value) for index, value in enumerate(values)})
@@ -279,122 +294,4 @@ class Checkpoint:
         return f"the checkpoint of {stage + ' stage ' if stage == 'wide' else ''}epoch {epoch + 1} is kept in {self.path}"
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a ``Checkpoint`` at the end of every epoch (after the validation monitor) and, when resuming,
-    puts back the optimizer's variables and the batch order once ``fit`` has built them."""
-
-    def __init__(self, checkpoint: Checkpoint, member: int, stage: str, full_model, batches, monitor, restore: bool):
-        super().__init__()
-        self.checkpoint, self.member, self.stage = checkpoint, member, stage
-        self.full_model, self.batches, self.monitor = full_model, batches, monitor
-        self.restore = restore
-
-    def on_train_begin(self, logs=None):
-        if not self.restore:
-            return
-        checkpoint = self.checkpoint
-        _assign(self.model.optimizer.variables, checkpoint._list("optimizer"), "optimizer variables", checkpoint.path)
-        # fit() has just reshuffled the batches (keras resets the data at its start): put back the saved order.
-        _restore_data_state(self.batches, checkpoint.state["data"], checkpoint._list("batches"))
-        self.restore = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.checkpoint.save(
-            self.member, self.stage, epoch, self.model.stop_training, self.model, self.full_model, self.batches, self.monitor
-        )
-
-
-class NanGuard(keras.callbacks.Callback):
-    """Stops training with a ``TrainingError`` naming the epoch and batch when the loss is NaN or infinite."""
-
-    def __init__(self, stage: str | None = None, checkpoint: Checkpoint | None = None):
-        super().__init__()
-        self.stage, self.checkpoint = stage, checkpoint
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None:
-            return
-        loss = float(keras.ops.convert_to_numpy(loss))
-        if math.isfinite(loss):
-            return
-        self.model.stop_training = True
-        stage = f" of the {self.stage} stage" if self.stage else ""
-        kept = f"; {self.checkpoint.describe()}" if self.checkpoint is not None else ""
-        raise TrainingError(
-            f"the training loss became {loss} in epoch {self.epoch + 1}{stage}, batch {batch + 1}; training stopped{kept}. "
-            "Try a lower training.learning_rate or a training.clipnorm"
-        )
-
-
-def fit_stage(
-    model,
-    batches,
-    epochs: int,
-    callbacks: list,
-    monitor,
-    checkpoint: Checkpoint | None = None,
-    member: int = 0,
-    stage: str = "deep",
-    full_model=None,
-    staged: bool = False,
-) -> None:
-    """``model.fit(batches)`` for one stage of one member, with the NaN guard; with a ``checkpoint``, a
-    checkpoint after every epoch, and resumed where the checkpoint left off (a stage finished before the
-    crash only gets its monitor back). ``callbacks`` must hold ``monitor``; the checkpoint is saved
-    right after it, so that later callbacks see a saved epoch."""
-    callbacks = list(callbacks)
-    initial_epoch = 0
-    if checkpoint is not None:
-        relation = checkpoint._relation(member, stage)
-        if relation == "done":
-            _restore_monitor(monitor, checkpoint.stages[(member, stage)], None)
-            return
-        current = relation == "current"
-        if current:
-            position = checkpoint.state["position"]
-            _assign(full_model.variables, checkpoint._list("model"), "variables", checkpoint.path)
-            best = checkpoint._list("best") if checkpoint.state["monitor"]["best_weights"] is not None else None
-            _restore_monitor(monitor, checkpoint.state["monitor"], best)
-            initial_epoch = position["epoch"] + 1
-            if position["stopped"] or initial_epoch >= epochs:  # the stage had ended: only finish it
-                # The next stage goes on with the same batches, whose shuffling state must be as it was.
-                _restore_data_state(batches, checkpoint.state["data"], checkpoint._list("batches"))
-                monitor.set_model(model)
-                monitor.on_train_end()
-                checkpoint.stages[(member, stage)] = _monitor_state(monitor, with_weights=False)[0]
-                return
-        saver = EpochCheckpoint(checkpoint, member, stage, full_model, batches, monitor, restore=current)
-        callbacks.insert(callbacks.index(monitor) + 1, saver)
-    guard = NanGuard(stage if staged else None, checkpoint)
-    try:
-        # shuffle=False: the batches shuffle themselves, from a generator the checkpoint saves (keras would
-        # shuffle their order again with Python's global `random`, which a resumed run cannot replay).
-        model.fit(
-            batches, epochs=epochs, initial_epoch=initial_epoch, shuffle=False, verbose=0, callbacks=[guard] + callbacks
-        )
-    except BaseException:
-        from multifield.training import RichProgress
-
-        for callback in callbacks:  # keras skips on_train_end on an error: close the live progress display
-            if isinstance(callback, RichProgress):
-                callback.on_train_end()
-        raise
-    if checkpoint is not None:
-        checkpoint.stages[(member, stage)] = _monitor_state(monitor, with_weights=False)[0]
-
-
-__all__ = [
-    "Checkpoint",
-    "EpochCheckpoint",
-    "NanGuard",
-    "check_out",
-    "checkpoint_path",
-    "fingerprint",
-    "fit_stage",
-    "open_checkpoint",
-]
+__all__ = ["KILL_HOOK", "Checkpoint", "check_out", "checkpoint_path", "fingerprint", "open_checkpoint"]
