@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from multifield.explain import CSS as EXPLAIN_CSS
 from multifield.explain import LEGEND, records_html
 from multifield.files import write_text
+from multifield.pages import STYLESHEET
 from multifield.plots import figure_png, pyplot
 
 EXPLAINED_RECORDS = 5
 MAX_REREAD_BYTES = 256 * 1024 * 1024
 
 CSS = (
-    EXPLAIN_CSS
+    STYLESHEET
     + """
 nav{font-size:.88rem;margin:.2rem 0 1.5rem;display:flex;flex-wrap:wrap;gap:.3rem 1rem}
 nav a{color:var(--accent);text-decoration:none}
