@@ -17,9 +17,9 @@ h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:0 0 .3rem}h3{fo
 .record{border:1px solid var(--line);border-radius:10px;padding:1rem 1.25rem;margin:1.1rem 0;background:#fff}
 .record h2 .id{font-weight:400;color:var(--muted);font-size:.8rem;margin-left:.5rem}
 .truth{font-size:.88rem;color:var(--muted);margin-bottom:.3rem}
-.genres{display:grid;grid-template-columns:minmax(7rem,11rem) 1fr 3rem 4.2rem;gap:.2rem .7rem;align-items:center;
+.label-grid{display:grid;grid-template-columns:minmax(7rem,11rem) 1fr 3rem 4.2rem;gap:.2rem .7rem;align-items:center;
 font-size:.88rem;margin:.5rem 0 .8rem}
-.genres .label.predicted{font-weight:600}
+.label-grid .label.predicted{font-weight:600}
 .bar{height:.62rem;background:#eef1f5;border-radius:99px;overflow:hidden}
 .bar span{display:block;height:100%;background:var(--bar);border-radius:99px}
 .bar.predicted span{background:var(--accent)}

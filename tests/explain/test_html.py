@@ -7,7 +7,7 @@ import re
 import pytest
 from explain_helpers import shown_words
 
-from multifield.explain import attention_heads, field_html, genre_rows, report_html, word_spans
+from multifield.explain import attention_heads, field_html, label_rows, report_html, word_spans
 
 def test_everything_is_escaped():
     record = {"id": "<b>x</b>", "title": "<script>alert(1)</script>", "plot": "A <script>alert('x')</script> plot",
@@ -70,13 +70,13 @@ def test_an_empty_field_with_several_heads_is_shown_empty():
     assert out.count('class="head"') == 2 and out.count("(empty)") == 2
 
 
-def test_genre_rows_mark_right_wrong_and_missed_and_leave_out_unlikely_labels():
+def test_label_rows_mark_right_wrong_and_missed_and_leave_out_unlikely_labels():
     prediction = {"labels": ["Drama", "Crime"], "scores": {"Drama": 0.9, "Crime": 0.6, "War": 0.2, "Comedy": 0.01,
                                                             "Western": 0.02}}
-    out = genre_rows(prediction, truth={"Drama", "Western"})
+    out = label_rows(prediction, truth={"Drama", "Western"})
     shown = re.findall(r'<div class="label[^"]*">([^<]*)</div>', out)
     assert shown == ["Drama", "Crime", "War", "Western"]  # by score; Comedy is under the floor, Western is true
     marks = dict(zip(shown, re.findall(r'<div class="mark ?([a-z]*)">', out)))
     assert marks == {"Drama": "right", "Crime": "wrong", "War": "", "Western": "missed"}
     assert 'style="width:90.0%"' in out
-    assert "right" not in genre_rows(prediction, truth=None)  # no truth, no marks
+    assert "right" not in label_rows(prediction, truth=None)  # no truth, no marks

@@ -12,7 +12,7 @@ from multifield.explain.html import (
     attention_heads,
     display_text,
     field_html,
-    genre_rows,
+    label_rows,
     record_html,
     records_html,
     report_html,
@@ -38,6 +38,6 @@ def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit
 
 
 __all__ = [
-    "HEATMAP_COLUMNS", "LEGEND", "attention_heads", "display_text", "field_html", "heatmap_png", "genre_rows",
+    "HEATMAP_COLUMNS", "LEGEND", "attention_heads", "display_text", "field_html", "heatmap_png", "label_rows",
     "record_html", "records_html", "report_html", "word_spans", "write_report",
 ]

@@ -123,7 +123,7 @@ def _truth(record: dict, label_field: str | None) -> set[str] | None:
         return None
 
 
-def genre_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) -> str:
+def label_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) -> str:
     """The label grid: name, probability bar, probability, and right/wrong/missed when the truth is known.
     Labels under ``floor`` are left out unless predicted or true."""
     predicted = set(prediction["labels"])
@@ -143,7 +143,7 @@ def genre_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) ->
             f'<div class="bar{chosen}"><span style="width:{score * 100:.1f}%"></span></div>'
             f'<div class="score">{score:.2f}</div><div class="mark {css}">{mark}</div>'
         )
-    return f'<div class="genres">{"".join(rows)}</div>'
+    return f'<div class="label-grid">{"".join(rows)}</div>'
 
 
 def record_html(record: dict, prediction: dict, label_field: str | None, title_field: str | None) -> str:
@@ -163,7 +163,7 @@ def record_html(record: dict, prediction: dict, label_field: str | None, title_f
     )
     return (
         f'<section class="record" data-id="{html.escape(str(record_id))}"><h2>{heading}{id_html}</h2>{truth_html}'
-        f"{genre_rows(prediction, truth)}{fields}</section>"
+        f"{label_rows(prediction, truth)}{fields}</section>"
     )
 
 
@@ -187,6 +187,6 @@ def report_html(records: list[dict], predictions: list[dict], label_field: str |
 
 
 __all__ = [
-    "LEGEND", "attention_heads", "display_text", "field_html", "genre_rows", "record_html", "records_html",
+    "LEGEND", "attention_heads", "display_text", "field_html", "label_rows", "record_html", "records_html",
     "report_html", "word_spans",
 ]
