@@ -44,14 +44,14 @@ def test_train_writes_the_report_into_the_bundle(small_config_path, movie_files,
     assert multifield.load(out).predict([first])  # the report beside the bundle's files does not disturb it
 
 
-def test_without_valid_the_report_uses_the_split_of_train(small_config_path, movie_files, tmp_path):
+def test_without_valid_the_report_shows_the_numbers_fit_measured_on_its_split(small_config_path, movie_files, tmp_path):
     out = tmp_path / "model"
     run_cli("train", small_config_path, "--train", movie_files["train"], "--out", out, "--epochs", 1)
     page = (out / "report.html").read_text(encoding="utf-8")
     metrics = json.loads((out / "metrics.json").read_text())
-    shown = min(5, metrics["validation_records"])
-    assert page.count('<section class="record"') == shown
-    assert 'id="errors"' in page
+    assert 'id="labels"' in page and f"{metrics['validation']['micro_f1']:.3f}" in page
+    for row in metrics["validation"]["per_label"]:
+        assert f"<td>{row['label']}</td><td>{row['support']}</td><td>{row['precision']:.3f}</td>" in page
 
 
 def test_error_cooccurrence_counts_wrong_labels_by_true_label():
@@ -83,3 +83,13 @@ def test_report_escapes_what_it_shows(trained_bundle, movie_files):
     page = training_report_html(classifier, records, explained=1)
     assert "<script>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_per_label_numbers_are_those_fit_measured_not_measured_again(trained_bundle, movie_files):
+    classifier = multifield.load(trained_bundle)
+    records = [json.loads(line) for line in movie_files["valid"].read_text().splitlines()]
+    page = training_report_html(classifier, records[:3], explained=1)  # a few records: not enough to measure on
+    validation = classifier.metrics_["validation"]
+    assert validation["records"] == len(records) == 100  # measured by fit on all the validation movies
+    for row in validation["per_label"]:
+        assert f"<td>{row['label']}</td><td>{row['support']}</td><td>{row['precision']:.3f}</td>" in page

@@ -167,7 +167,7 @@ def train(
     err_console.print(f"model bundle written to {out}")
     from multifield.report import write_run_report
 
-    write_run_report(classifier, out / "report.html", train_data, valid_data, console=err_console)
+    write_run_report(classifier, out / "report.html", valid=valid_data, console=err_console)
     # Last, once the bundle and its report are in place: a crash before this leaves the checkpoint, and
     # --resume writes both again.
     checkpoint.remove()
