@@ -25,6 +25,12 @@ from multifield.thresholds import decide
 from multifield.training import learning_curves_png
 
 EXPLAINED_RECORDS = 5
+#: Labels shown at each end (best, worst) of the per-label F1 chart; up to twice as many are all shown.
+SHOWN_LABELS = 15
+#: Labels in the error co-occurrence matrix: those with the most errors when there are more.
+ERROR_LABELS = 20
+#: Fewer validation records than this make a label's F1 rest on a handful of records.
+FEW_RECORDS = 5
 
 CSS = """
 nav{font-size:.88rem;margin:.2rem 0 1.5rem;display:flex;flex-wrap:wrap;gap:.3rem 1rem}
@@ -64,24 +70,93 @@ def _img(png: bytes, alt: str) -> str:
 # === Per-label F1 ===
 
 
-def per_label_f1_png(per_label: list[dict]) -> bytes:
-    """Horizontal bars of each label's F1 (precision and recall as ticks), labels by support, support written."""
-    plt = pyplot()
-    rows = sorted(per_label, key=lambda row: (row["support"], row["label"]))
-    figure, axis = plt.subplots(figsize=(9, 0.9 + 0.3 * max(1, len(rows))))
-    positions = np.arange(len(rows))
+def label_summary(per_label: list[dict]) -> dict:
+    """How F1 spreads over the labels: how many labels, how many have validation records, how many of those
+    have F1 = 0, their median F1, and their validation records (support) at least, at the median, at most, and
+    how many labels have fewer than ``FEW_RECORDS``."""
+    present = [row for row in per_label if row["support"] > 0]
+    f1 = np.array([row["f1"] for row in present], dtype=float)
+    support = np.array([row["support"] for row in present], dtype=float)
+    return {
+        "labels": len(per_label),
+        "in_validation": len(present),
+        "f1_zero": int((f1 == 0).sum()),
+        "median_f1": float(np.median(f1)) if len(present) else None,
+        "support_min": int(support.min()) if len(present) else 0,
+        "support_median": float(np.median(support)) if len(present) else 0.0,
+        "support_max": int(support.max()) if len(present) else 0,
+        "few_records": int((support < FEW_RECORDS).sum()),
+    }
+
+
+def chart_panels(per_label: list[dict], shown: int = SHOWN_LABELS) -> list[tuple[str, list[dict]]]:
+    """What the per-label F1 chart shows, as ``(title, rows top to bottom)`` panels: every label by support
+    when there are at most ``2 * shown``; else, of the labels with validation records, the ``shown`` best and
+    the ``shown`` worst by F1 (among equal F1, the label with more records first)."""
+    if len(per_label) <= 2 * shown:
+        return [("", sorted(per_label, key=lambda row: (-row["support"], row["label"])))]
+    present = [row for row in per_label if row["support"] > 0]
+    if len(present) <= 2 * shown:
+        return [("", sorted(present, key=lambda row: (-row["support"], row["label"])))]
+    best = sorted(present, key=lambda row: (-row["f1"], -row["support"], row["label"]))[:shown]
+    worst = sorted(present, key=lambda row: (row["f1"], -row["support"], row["label"]))[:shown]
+    return [(f"best {shown} of {len(present)} labels by F1", best), (f"worst {shown} by F1 (equal F1: more records first)", worst)]
+
+
+def _short(text: str, width: int = 28) -> str:
+    text = str(text).replace("$", r"\$")  # matplotlib would read a pair of $ as mathematics
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _f1_bars(axis, rows: list[dict], title: str) -> None:
+    positions = np.arange(len(rows))[::-1]  # the first row at the top
     axis.barh(positions, [row["f1"] for row in rows], color="#2f55d4", height=0.65, label="F1")
     axis.scatter([row["precision"] for row in rows], positions, marker="|", s=120, color="#1a7f37", label="precision", zorder=3)
     axis.scatter([row["recall"] for row in rows], positions, marker="|", s=120, color="#cf222e", label="recall", zorder=3)
-    axis.set_yticks(positions, [f"{row['label']}  (n={row['support']})" for row in rows], fontsize=8)
+    axis.set_yticks(positions, [f"{_short(row['label'])}  (n={row['support']})" for row in rows], fontsize=8)
     for position, row in zip(positions, rows):
         axis.text(min(row["f1"], 1.0) + 0.01, position, f"{row['f1']:.2f}", va="center", fontsize=7, color="#444")
     axis.set_xlim(0, 1.08)
-    axis.set_xlabel("validation F1 (labels ordered by support: validation records holding the label)")
+    axis.set_ylim(-0.6, max(len(rows), 1) - 0.4)  # no blank band: the default margins grow with the rows
     axis.grid(axis="x", alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+
+
+def per_label_f1_png(per_label: list[dict], shown: int = SHOWN_LABELS) -> bytes:
+    """Horizontal bars of each label's F1 (precision and recall as ticks), support written: every label ordered
+    by support, or side by side the best and the worst labels (see ``chart_panels``); at most ``2 * shown``
+    bars, so the figure's height is bounded whatever the number of labels."""
+    panels = chart_panels(per_label, shown)
+    rows = max(len(panel_rows) for _, panel_rows in panels)
+    figure, axes = pyplot().subplots(
+        1, len(panels), figsize=(9 if len(panels) == 1 else 13, 1.1 + 0.3 * max(1, rows)), squeeze=False
+    )
+    for axis, (title, panel_rows) in zip(axes[0], panels):
+        _f1_bars(axis, panel_rows, title)
+    axes[0, -1].legend(loc="lower right", fontsize=8)
+    if len(panels) == 1:
+        axes[0, 0].set_xlabel("validation F1 (labels ordered by support: validation records holding the label)")
+    else:
+        figure.supxlabel("validation F1 (n: validation records holding the label)", fontsize=10)
     figure.tight_layout()
     return figure_png(figure)
+
+
+def _summary_note(summary: dict) -> str:
+    labels, present = summary["labels"], summary["in_validation"]
+    if present == labels:
+        text = f"{labels:,} labels, all in the validation records"
+    else:
+        text = f"{labels:,} labels; {labels - present:,} have no validation records (no F1). Of the {present:,} that have"
+    if present:
+        text += (
+            f": F1 = 0 for {summary['f1_zero']:,}, median F1 {summary['median_f1']:.3f}; validation records per label "
+            f"{summary['support_min']:,} at least, {summary['support_median']:g} at the median, "
+            f"{summary['support_max']:,} at most; {summary['few_records']:,} have fewer than {FEW_RECORDS}, "
+            "so their F1 rests on a handful of records"
+        )
+    return f'<p class="note">{text}.</p>'
 
 
 def _per_label_table(per_label: list[dict]) -> str:
@@ -91,14 +166,17 @@ def _per_label_table(per_label: list[dict]) -> str:
         for row in sorted(per_label, key=lambda row: -row["support"])
     )
     return (
-        '<details><summary>the numbers</summary><table class="data"><tr><th>label</th><th>support</th>'
-        f"<th>precision</th><th>recall</th><th>F1</th></tr>{rows}</table></details>"
+        f'<details><summary>the numbers of all {len(per_label):,} labels</summary><table class="data"><tr>'
+        f"<th>label</th><th>support</th><th>precision</th><th>recall</th><th>F1</th></tr>{rows}</table></details>"
     )
 
 
-def labels_part(per_label: list[dict]) -> Part:
-    """F1 per label: the chart, and every label's numbers folded away."""
-    return Part("labels", "F1 per label", _img(per_label_f1_png(per_label), "per-label F1") + _per_label_table(per_label))
+def labels_part(per_label: list[dict], shown: int = SHOWN_LABELS) -> Part:
+    """F1 per label: a summary of the spread, the chart, and every label's numbers folded away."""
+    panels = chart_panels(per_label, shown)
+    alt = "per-label F1" if len(panels) == 1 else f"per-label F1: the {shown} best and the {shown} worst labels"
+    body = _summary_note(label_summary(per_label)) + _img(per_label_f1_png(per_label, shown), alt)
+    return Part("labels", "F1 per label", body + _per_label_table(per_label))
 
 
 # === Errors ===
@@ -114,14 +192,23 @@ def error_cooccurrence(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarr
     return wrong, missed
 
 
+def error_labels(wrong: np.ndarray, missed: np.ndarray, count: int = ERROR_LABELS) -> list[int]:
+    """The columns of the labels the error matrix shows, in label order: all of them, or the ``count`` with the
+    most errors (wrongly predicted, or true and wrongly given another label, or missed)."""
+    size = len(missed)
+    if size <= count:
+        return list(range(size))
+    errors = wrong.sum(axis=0) + wrong.sum(axis=1) + missed
+    return sorted(np.argsort(-errors, kind="stable")[:count].tolist())
+
+
 def error_cooccurrence_png(wrong: np.ndarray, missed: np.ndarray, labels: list[str]) -> bytes:
-    plt = pyplot()
     size = len(labels)
     matrix = np.concatenate([wrong, missed[:, None]], axis=1).astype(float)
-    figure, axis = plt.subplots(figsize=(2.5 + 0.42 * (size + 1), 1.8 + 0.36 * size))
+    figure, axis = pyplot().subplots(figsize=(2.5 + 0.42 * (size + 1), 1.8 + 0.36 * size))
     image = axis.imshow(matrix, cmap="Reds", aspect="auto", vmin=0)
-    axis.set_xticks(range(size + 1), labels + ["(missed)"], rotation=60, ha="right", fontsize=8)
-    axis.set_yticks(range(size), labels, fontsize=8)
+    axis.set_xticks(range(size + 1), [_short(label) for label in labels] + ["(missed)"], rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(size), [_short(label) for label in labels], fontsize=8)
     axis.set_xlabel("label predicted wrongly (last column: the true label was missed)")
     axis.set_ylabel("true label")
     axis.axvline(size - 0.5, color="#888", linewidth=1)
@@ -151,11 +238,14 @@ def _top_errors(wrong: np.ndarray, labels: list[str], count: int = 8) -> str:
 def errors_part(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> Part:
     """Which labels are predicted wrongly, by true label: the matrix and the most frequent pairs."""
     wrong, missed = error_cooccurrence(y_true, y_pred)
+    shown = error_labels(wrong, missed)
+    which = "" if len(shown) == len(labels) else f" Shown: the {len(shown)} of {len(labels):,} labels with the most errors."
+    figure = error_cooccurrence_png(wrong[np.ix_(shown, shown)], missed[shown], [labels[i] for i in shown])
     body = (
         '<p class="note">For each true label (row), how many validation records holding it were also given a '
         "label they do not hold (column), and how many missed it (last column). Rows that light up across the "
-        "same columns show labels the model confuses.</p>"
-        + _img(error_cooccurrence_png(wrong, missed, labels), "labels predicted wrongly, by true label")
+        f"same columns show labels the model confuses.{which}</p>"
+        + _img(figure, "labels predicted wrongly, by true label")
         + "<h3>Most frequent wrong labels</h3>"
         + _top_errors(wrong, labels)
     )
@@ -318,6 +408,6 @@ def write_run_report(classifier, out: str | os.PathLike, valid=None, console=Non
 
 
 __all__ = [
-    "Part", "error_cooccurrence", "labels_part", "per_label_f1_png", "training_report_html", "write_run_report",
-    "write_training_report",
+    "Part", "chart_panels", "error_cooccurrence", "error_labels", "label_summary", "labels_part", "per_label_f1_png",
+    "training_report_html", "write_run_report", "write_training_report",
 ]
