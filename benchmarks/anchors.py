@@ -327,7 +327,7 @@ def multifield_config(config_path: str | Path, blank_fields: tuple[str, ...] = (
 
 def token_weights(pairs: list) -> tuple[list[str], np.ndarray]:
     """A field's words and attention weights from ``predict --attention``, the heads' weights averaged (how
-    much the context, all heads, draws on each word; still summing to 1), as ``multifield.attention_check``
+    much the context, all heads, draws on each word; still summing to 1), as ``multifield.explain.attention_check``
     does."""
     heads = attention_heads(pairs)
     words = [word for word, _ in heads[0]]

@@ -77,7 +77,7 @@ def main() -> None:
     classifier = multifield.load(args.model)
     with tempfile.TemporaryDirectory() as folder:
         explain_html = Path(folder) / "explain.html"
-        write_report(classifier, [examples[int(i)] for i in args.explain.split(",")], explain_html)
+        write_report(classifier.predictor(), [examples[int(i)] for i in args.explain.split(",")], explain_html)
         training_html = write_training_report(classifier, Path(folder) / "report.html", bundled_split()[1])
         port = free_port()
         server = serve(args.model, port)

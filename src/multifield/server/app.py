@@ -144,7 +144,6 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     batcher = MicroBatcher(model.predict, settings, first=model.warm_up)
     PredictRequest = record_models(model.config, settings)[1]
     allowed = allowed_values(model.config, settings)
-    info = model.info()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -165,6 +164,15 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, settings=settings, json_paths=[PREDICT_PATH])
     app.add_middleware(ServerTimingMiddleware)  # added last: outermost, so it times the body checks too
+
+    add_error_handlers(app, allowed, settings)
+    add_api_routes(app, model, batcher, settings, PredictRequest)
+    return app
+
+
+def add_error_handlers(app: FastAPI, allowed: dict[str, str], settings: ServerSettings) -> None:
+    """Every error answered with the JSON error body: bad JSON 400, schema mismatches 422 with their details,
+    unknown paths 404, wrong methods 405, and anything unexpected 500 (logged, never shown)."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, exc: RequestValidationError):
@@ -210,6 +218,11 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     async def server_error(request, exc: Exception):
         logger.exception("error answering %s %s", request.method, request.url.path)
         return _error(500, "internal_error", "the server failed to answer this request; the error is in its log")
+
+
+def add_api_routes(app: FastAPI, model: ServingModel, batcher: MicroBatcher, settings: ServerSettings, PredictRequest) -> None:
+    """``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``, the web page and the API docs."""
+    info = model.info()
 
     error_responses = {
         400: {"model": ErrorResponse, "description": "The body is not JSON, or not UTF-8."},
@@ -266,8 +279,6 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
         return JSONResponse(
             {"status": model.status}, status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)}
         )
-
-    return app
 
 
 def create_app_from_environment() -> FastAPI:

@@ -15,10 +15,10 @@ import keras
 import numpy as np
 from rich.console import Console
 
-from multifield.attention_check import attention_check, describe
 from multifield.config import Config
 from multifield.data.batches import sort_field
 from multifield.data.vectors import embedding_matrices
+from multifield.explain.attention_check import attention_check, describe
 from multifield.inference import Predictor, model_scores
 from multifield.metrics import evaluate
 from multifield.model import build_model, ensemble_model, set_wide_trainable, training_model, wide_scores_model

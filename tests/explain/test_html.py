@@ -1,57 +1,13 @@
-"""Explanations: the HTML report shows the same weights as predict --attention, merges the pieces of a
-word back into the word as written, and escapes everything."""
+"""The explain report's HTML: it merges the pieces of a word back into the word as written, shows each word's
+weight, greys what the model did not read, and escapes everything."""
 
 import html
-import json
 import re
 
 import pytest
-from typer.testing import CliRunner
+from explain_helpers import shown_words
 
-from multifield.cli import app
-from multifield.explain import attention_heads, field_html, heatmap_png, report_html, word_spans
-
-WORD = re.compile(r'<span class="w" [^>]*?title="([^"]*)" data-weight="([0-9.]+)" data-tokens="([^"]*)">(.*?)</span>')
-
-
-def shown_words(fragment: str) -> list[dict]:
-    """The shaded words of an HTML fragment: text, tooltip, weight and the tokens behind it."""
-    return [
-        {"word": html.unescape(word), "title": html.unescape(title), "weight": float(weight),
-         "tokens": json.loads(html.unescape(tokens))}
-        for title, weight, tokens, word in WORD.findall(fragment)
-    ]
-
-
-def test_predict_attention_sums_to_one_and_explain_shows_the_same_weights(trained_bundle, movie_files, tmp_path):
-    runner = CliRunner()
-    predictions = tmp_path / "predictions.jsonl"
-    report = tmp_path / "report.html"
-    result = runner.invoke(app, ["predict", str(trained_bundle), "--input", str(movie_files["test"]), "--output", str(predictions), "--attention"])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["explain", str(trained_bundle), "--input", str(movie_files["test"]), "--out", str(report), "--limit", "5", "--png", str(tmp_path / "png")])
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
-    for row in rows:  # every attention field of every record: weights sum to 1 (an empty field has none)
-        for name, pairs in row["attention"].items():
-            if pairs:
-                assert sum(weight for _, weight in pairs) == pytest.approx(1.0, abs=1e-4), (row["id"], name)
-    first = rows[0]
-    page = report.read_text()
-    section = page.split('<section class="record"')[1]
-    assert html.escape(first["id"]) in section.split(">")[0]
-    for name, pairs in first["attention"].items():
-        field = section.split(f'data-field="{name}"')[1].split('<div class="field"')[0]
-        words = shown_words(field)
-        # the same tokens, in order, with the same weights; each word's weight is the sum of its tokens'
-        assert [token for word in words for token in word["tokens"]] == pairs
-        for word in words:
-            assert word["weight"] == pytest.approx(sum(weight for _, weight in word["tokens"]), abs=2e-6)
-            assert word["title"].startswith(f"{word['weight']:.4f}")
-    assert len(list((tmp_path / "png").glob("*.png"))) == 5
-    assert page.count('<section class="record"') == 5
-    assert "<link" not in page and "<script" not in page and "http" not in page.split("<body>")[1]  # self-contained
-
+from multifield.explain import attention_heads, field_html, label_rows, report_html, word_spans
 
 def test_everything_is_escaped():
     record = {"id": "<b>x</b>", "title": "<script>alert(1)</script>", "plot": "A <script>alert('x')</script> plot",
@@ -106,15 +62,21 @@ def test_several_heads_get_one_row_each():
     assert [word["weight"] for word in shown_words(out)] == [0.9, 0.1, 0.2, 0.8]
 
 
-def test_heatmap_is_a_png():
-    data = heatmap_png({"attention": {"plot": [["a", 0.25], ["b", 0.75]], "reviews": []}}, "x")
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_an_empty_field_with_several_heads_is_shown_empty():
     # predict --attention gives one empty list per head for an empty field.
     assert attention_heads([[], [], []]) == [[], [], []]
     assert attention_heads([]) == [[]] and attention_heads([["a", 1.0]]) == [[["a", 1.0]]]
     out = field_html("", [[], []])
     assert out.count('class="head"') == 2 and out.count("(empty)") == 2
-    assert heatmap_png({"attention": {"plot": [[], []], "tagline": [["a", 0.4], ["b", 0.6]]}}, "x")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_rows_mark_right_wrong_and_missed_and_leave_out_unlikely_labels():
+    prediction = {"labels": ["Drama", "Crime"], "scores": {"Drama": 0.9, "Crime": 0.6, "War": 0.2, "Comedy": 0.01,
+                                                            "Western": 0.02}}
+    out = label_rows(prediction, truth={"Drama", "Western"})
+    shown = re.findall(r'<div class="label[^"]*">([^<]*)</div>', out)
+    assert shown == ["Drama", "Crime", "War", "Western"]  # by score; Comedy is under the floor, Western is true
+    marks = dict(zip(shown, re.findall(r'<div class="mark ?([a-z]*)">', out)))
+    assert marks == {"Drama": "right", "Crime": "wrong", "War": "", "Western": "missed"}
+    assert 'style="width:90.0%"' in out
+    assert "right" not in label_rows(prediction, truth=None)  # no truth, no marks

@@ -1,47 +1,13 @@
-"""Attention made visible: a self-contained HTML report of predictions with each word shaded by its
-attention weight, and a matplotlib heatmap per record."""
+"""The explain report in HTML: each record's predicted labels with probability bars, and the words of each
+attention field as written, shaded by the attention the model gave them."""
 
 from __future__ import annotations
 
 import html
 import json
-import os
-from pathlib import Path
 
-from multifield.files import write_text
-
-CSS = """
-:root{--ink:#1f2328;--muted:#656d76;--line:#d8dee4;--soft:#f6f8fa;--accent:#2f55d4;--bar:#9db2f5;
---right:#1a7f37;--wrong:#cf222e;--missed:#9a6700}
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:var(--ink);
-background:#fff;line-height:1.5}
-main{max-width:980px;margin:0 auto;padding:2rem 1.25rem 3rem}
-h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:0 0 .3rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}
-.lead{color:var(--muted);margin:0 0 1.2rem}
-.record{border:1px solid var(--line);border-radius:10px;padding:1rem 1.25rem;margin:1.1rem 0;background:#fff}
-.record h2 .id{font-weight:400;color:var(--muted);font-size:.8rem;margin-left:.5rem}
-.truth{font-size:.88rem;color:var(--muted);margin-bottom:.3rem}
-.genres{display:grid;grid-template-columns:minmax(7rem,11rem) 1fr 3rem 4.2rem;gap:.2rem .7rem;align-items:center;
-font-size:.88rem;margin:.5rem 0 .8rem}
-.genres .label.predicted{font-weight:600}
-.bar{height:.62rem;background:#eef1f5;border-radius:99px;overflow:hidden}
-.bar span{display:block;height:100%;background:var(--bar);border-radius:99px}
-.bar.predicted span{background:var(--accent)}
-.score{text-align:right;font-variant-numeric:tabular-nums;color:var(--muted)}
-.mark{font-size:.8rem}
-.right{color:var(--right)}.wrong{color:var(--wrong)}.missed{color:var(--missed)}
-.field{margin:.75rem 0 0}
-.field-name{font-size:.72rem;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
-.words{font-size:.98rem}
-.words.empty{color:var(--muted);font-style:italic}
-.w{border-radius:3px;padding:1px 0;cursor:help}
-.unread{color:#9aa1a9}
-.head{display:block;margin:.15rem 0}.head-name{font-size:.75rem;color:var(--muted);margin-right:.5rem}
-.legend{font-size:.85rem;color:var(--muted)}
-.scale{display:inline-block;width:7rem;height:.7rem;vertical-align:middle;border-radius:3px;margin:0 .3rem;
-background:linear-gradient(90deg,rgba(255,170,0,0),rgba(255,170,0,.85))}
-"""
+from multifield.data.labels import parse_labels
+from multifield.pages import page_html
 
 
 def _shade(weight: float, peak: float) -> str:
@@ -149,8 +115,6 @@ def field_html(text, pairs: list) -> str:
 
 
 def _truth(record: dict, label_field: str | None) -> set[str] | None:
-    from multifield.data.labels import parse_labels
-
     if not label_field or record.get(label_field) in (None, "", []):
         return None
     try:
@@ -159,7 +123,7 @@ def _truth(record: dict, label_field: str | None) -> set[str] | None:
         return None
 
 
-def genre_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) -> str:
+def label_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) -> str:
     """The label grid: name, probability bar, probability, and right/wrong/missed when the truth is known.
     Labels under ``floor`` are left out unless predicted or true."""
     predicted = set(prediction["labels"])
@@ -179,7 +143,7 @@ def genre_rows(prediction: dict, truth: set[str] | None, floor: float = 0.05) ->
             f'<div class="bar{chosen}"><span style="width:{score * 100:.1f}%"></span></div>'
             f'<div class="score">{score:.2f}</div><div class="mark {css}">{mark}</div>'
         )
-    return f'<div class="genres">{"".join(rows)}</div>'
+    return f'<div class="label-grid">{"".join(rows)}</div>'
 
 
 def record_html(record: dict, prediction: dict, label_field: str | None, title_field: str | None) -> str:
@@ -199,7 +163,7 @@ def record_html(record: dict, prediction: dict, label_field: str | None, title_f
     )
     return (
         f'<section class="record" data-id="{html.escape(str(record_id))}"><h2>{heading}{id_html}</h2>{truth_html}'
-        f"{genre_rows(prediction, truth)}{fields}</section>"
+        f"{label_rows(prediction, truth)}{fields}</section>"
     )
 
 
@@ -218,71 +182,11 @@ def records_html(records: list[dict], predictions: list[dict], label_field: str 
 
 
 def report_html(records: list[dict], predictions: list[dict], label_field: str | None, title: str = "multifield explain") -> str:
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1>{LEGEND}"
-        f"{records_html(records, predictions, label_field)}</main></body></html>"
-    )
+    """The explain report: a whole page of these records, their predictions and what the model read."""
+    return page_html(title, LEGEND + records_html(records, predictions, label_field))
 
 
-HEATMAP_COLUMNS = 40
-
-
-def _plain(text: str) -> str:
-    """Text for matplotlib, which would read a pair of ``$`` as mathematics."""
-    return str(text).replace("$", r"\$")
-
-
-def heatmap_png(prediction: dict, title: str = "") -> bytes:
-    """One row per attention field (and head), one cell per token, coloured by weight; a field longer than
-    ``HEATMAP_COLUMNS`` tokens is wrapped onto several rows, coloured on one scale."""
-    import numpy as np
-
-    from multifield.plots import figure_png, pyplot
-
-    rows = []  # (name, pairs, largest weight of the field)
-    for name, pairs in prediction.get("attention", {}).items():
-        heads = attention_heads(pairs)
-        for h, head in enumerate(heads):
-            if not head:
-                continue
-            label = name if len(heads) == 1 else f"{name} (head {h + 1})"
-            peak = max(weight for _, weight in head) or 1.0
-            for start in range(0, len(head), HEATMAP_COLUMNS):
-                rows.append((label if start == 0 else "", head[start : start + HEATMAP_COLUMNS], peak))
-    width = max((len(pairs) for _, pairs, _ in rows), default=1)
-    figure, axes = pyplot().subplots(
-        len(rows) or 1, 1, figsize=(2 + 0.3 * width, 1.0 + 1.15 * max(1, len(rows))), squeeze=False
-    )
-    for axis, (name, pairs, peak) in zip(axes[:, 0], rows):
-        weights = np.full((1, width), np.nan)
-        weights[0, : len(pairs)] = [weight for _, weight in pairs]
-        axis.imshow(weights, aspect="auto", cmap="Oranges", vmin=0, vmax=peak)
-        axis.set_xticks(range(len(pairs)), [_plain(word) for word, _ in pairs], rotation=60, ha="right", fontsize=8)
-        axis.set_yticks([0], [_plain(name)])
-        axis.tick_params(length=0)
-    if not rows:
-        axes[0, 0].set_axis_off()
-    if title:
-        figure.suptitle(_plain(title))
-    figure.tight_layout()
-    return figure_png(figure, dpi=90)
-
-
-def write_report(classifier, data, out: Path, png_dir: Path | None = None, limit: int | None = None) -> int:
-    """Predict with attention and write the HTML report (and PNG heatmaps); the number of records shown."""
-    from multifield.classifier import as_table
-
-    table = as_table(data)
-    if limit:
-        table = table.subset(range(min(limit, len(table))))
-    predictions = classifier.predict_records(table, attention=True)
-    page = report_html(table.records, predictions, classifier.config_.labels.field, f"{classifier.config_.name}: what the model read")
-    write_text(out, page)
-    if png_dir is not None:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        for index, prediction in enumerate(predictions):
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(prediction.get("id", index)))
-            (png_dir / f"{index:04d}-{safe}.png").write_bytes(heatmap_png(prediction, str(prediction.get("id", ""))))
-    return len(predictions)
+__all__ = [
+    "LEGEND", "attention_heads", "display_text", "field_html", "label_rows", "record_html", "records_html",
+    "report_html", "word_spans",
+]

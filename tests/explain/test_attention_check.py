@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import multifield
-from multifield.inference import Predictor
-from multifield.attention_check import attention_check, describe, without_positions
+from multifield.explain.attention_check import attention_check, describe, without_positions
 from multifield.config import config_from_dict
+from multifield.inference import Predictor
 from multifield.model import attention_output
 
 KEY = 7  # the one token the stand-in model below rests on
