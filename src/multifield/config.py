@@ -1,10 +1,14 @@
 """The schema of a run: which fields a record has, how each is encoded, the labels, and how to train.
 
-A config is a TOML file read into these pydantic models; an error names the key that is wrong.
+A config is a TOML file read into these pydantic models; an error names the key that is wrong. A config
+is written back as TOML that reads into an equal config.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -12,7 +16,8 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from multifield.errors import ConfigError
+from multifield.errors import ConfigError, MultifieldError
+from multifield.files import write_text
 
 
 class _Strict(BaseModel):
@@ -242,3 +247,70 @@ def load_config(path: str | Path) -> Config:
         if field.embeddings is not None and not field.embeddings.path.is_absolute():
             field.embeddings.path = (path.parent / field.embeddings.path).resolve()
     return config
+
+
+# -- writing a config as TOML ----------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def config_to_toml(config: Config, header: str = "") -> str:
+    """``config`` as a TOML document that ``load_config`` reads back into an equal ``Config``: top-level keys,
+    then ``[fields.<name>]``, ``[labels]``, ``[training]`` and ``[training.schedule]``."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    _toml_table(lines, [], config.to_toml_dict())
+    text = "\n".join(lines).lstrip("\n") + "\n"
+    if config_from_dict(tomllib.loads(text)) != config:
+        # TOML has no null: a None that is not a key's default (clipnorm) cannot be written.
+        raise MultifieldError(
+            f"config {config.name!r} cannot be written as TOML without changing it (a key set to none?)"
+        )
+    return text
+
+
+def write_config(config: Config, path: str | os.PathLike, header: str = "") -> Path:
+    """Write ``config`` as TOML to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    write_text(path, config_to_toml(config, header))
+    return path
+
+
+def _toml_table(lines: list[str], path: list[str], table: dict) -> None:
+    scalars = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    tables = {key: value for key, value in table.items() if isinstance(value, dict)}
+    if path and (scalars or not tables):  # [fields] itself holds only tables: its header is implied
+        lines += ["", "[" + ".".join(_toml_key(part) for part in path) + "]"]
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        _toml_table(lines, path + [key], value)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # the shortest text that reads back as the same float
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for a {type(value).__name__}: {value!r}")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    return '"' + "".join(
+        _ESCAPES.get(char) or (f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char) for char in text
+    ) + '"'
