@@ -1,13 +1,19 @@
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from multifield.config import (
+    ATTENTION_ENCODERS,
+    ENCODER_KINDS,
+    FIELD_CONFIGS,
     PooledFieldConfig,
     RNNAttentionFieldConfig,
     config_from_dict,
     config_to_toml,
+    encoder_name,
     load_config,
     write_config,
 )
@@ -103,6 +109,22 @@ def test_relative_embedding_paths_resolve_against_the_config(tmp_path):
         write(tmp_path, '[fields.plot]\nencoder = "rnn_attention"\nembeddings = {path = "vectors.txt"}\n')
     )
     assert config.fields["plot"].embeddings.path == (tmp_path / "vectors.txt").resolve()
+
+
+def test_each_encoder_kind_is_one_config_class():
+    assert ENCODER_KINDS == ("rnn_attention", "attention", "pooled")
+    assert ATTENTION_ENCODERS == ("rnn_attention", "attention")
+    for field_config in FIELD_CONFIGS:
+        config = config_from_dict({"fields": {"text": {"encoder": encoder_name(field_config)}}})
+        assert type(config.fields["text"]) is field_config
+        assert (config.attention_fields() == ["text"]) == field_config.pools_with_attention
+
+
+def test_the_schema_imports_without_keras():
+    probe = "import sys, multifield.config; print('keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
 
 
 # -- writing a config as TOML ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -33,6 +33,9 @@ class EmbeddingsConfig(_Strict):
 
 
 class _FieldBase(_Strict):
+    #: Whether the encoder pools the field with attention, whose weights explain the prediction.
+    pools_with_attention: ClassVar[bool] = False
+
     kind: Literal["text", "items"] = Field(
         "text", description='"text": a string, tokenized into words; "items": a list, each whole item one token.'
     )
@@ -68,6 +71,7 @@ class RNNAttentionFieldConfig(_FieldBase):
     """Embedding → (Bi)LSTM/GRU → AttentionPooling. Its attention weights are the model's explanation."""
 
     encoder: Literal["rnn_attention"] = "rnn_attention"
+    pools_with_attention: ClassVar[bool] = True
     units: int = Field(64, ge=1, le=4096, description="Recurrent units per direction.")
     cell: Literal["lstm", "gru"] = Field("lstm", description="Recurrent cell.")
     bidirectional: bool = Field(True, description="Read the text in both directions.")
@@ -83,6 +87,7 @@ class AttentionFieldConfig(_FieldBase):
     attention weights are the model's explanation, as with ``rnn_attention``, at a fraction of the cost."""
 
     encoder: Literal["attention"] = "attention"
+    pools_with_attention: ClassVar[bool] = True
     attention_units: int | None = Field(
         None, ge=1, description="Size of the attention projection (default: the embedding size)."
     )
@@ -97,12 +102,24 @@ class PooledFieldConfig(_FieldBase):
     pooling: Literal["max", "mean", "max_mean"] = Field("max_mean", description="Masked pooling over tokens.")
 
 
-FieldConfig = Annotated[
-    Union[RNNAttentionFieldConfig, AttentionFieldConfig, PooledFieldConfig], Field(discriminator="encoder")
-]
+#: The config class of each encoder kind: a new kind is added here, and its Keras layer and search space to
+#: ``multifield.model.ENCODERS``. Its ``encoder`` literal is the kind's name in a config file.
+FIELD_CONFIGS: tuple[type[_FieldBase], ...] = (RNNAttentionFieldConfig, AttentionFieldConfig, PooledFieldConfig)
 
+FieldConfig = Annotated[Union[FIELD_CONFIGS], Field(discriminator="encoder")]
+
+
+def encoder_name(field_config: type[_FieldBase]) -> str:
+    """The name of a field config class's encoder kind, as a config file writes it (``"rnn_attention"``)."""
+    return field_config.model_fields["encoder"].default
+
+
+#: Every encoder kind a config accepts.
+ENCODER_KINDS = tuple(encoder_name(field_config) for field_config in FIELD_CONFIGS)
 #: Encoders that pool their field with attention, whose weights explain the prediction.
-ATTENTION_ENCODERS = ("rnn_attention", "attention")
+ATTENTION_ENCODERS = tuple(
+    encoder_name(field_config) for field_config in FIELD_CONFIGS if field_config.pools_with_attention
+)
 
 
 class LabelsConfig(_Strict):
@@ -216,7 +233,7 @@ class Config(_Strict):
 
 def _location(loc: tuple) -> str:
     # The discriminator tag of the field union ('rnn_attention') is pydantic's, not the user's key.
-    parts = [str(part) for part in loc if part not in (*ATTENTION_ENCODERS, "pooled")]
+    parts = [str(part) for part in loc if part not in ENCODER_KINDS]
     return ".".join(parts) or "(top level)"
 
 

@@ -1,4 +1,5 @@
-"""Builds the multi-input Keras model of a config, which returns its attention weights beside the scores.
+"""Builds the multi-input Keras model of a config, which returns its attention weights beside the scores;
+and the encoder registry, ``ENCODERS``: one place per encoder kind for its config class, layer and search space.
 
 One integer input per field → its embedding (id 0 is padding, masked all the way) → its encoder
 (``rnn_attention``: RecurrentAttentionEncoder, ``attention``: AttentionPooling over the embedded tokens,
@@ -10,26 +11,107 @@ to a linear part whose logits are added to the deep part's ("wide & deep").
 from __future__ import annotations
 
 import zlib
+from typing import ClassVar
 
 import keras
 import numpy as np
 
-from multifield.config import ATTENTION_ENCODERS, AttentionFieldConfig, Config, PooledFieldConfig, RNNAttentionFieldConfig
+from multifield.config import (
+    ATTENTION_ENCODERS,
+    FIELD_CONFIGS,
+    AttentionFieldConfig,
+    Config,
+    PooledFieldConfig,
+    RNNAttentionFieldConfig,
+    encoder_name,
+)
 from multifield.layers import AttentionPooling, FieldDropout, IdfPooling, MaskedGlobalPooling, RecurrentAttentionEncoder
 
 __all__ = [
+    "ATTENTION_HEADS",
+    "ENCODERS",
+    "RECURRENT_UNITS",
+    "EncoderKind",
     "attention_output",
     "build_model",
+    "encoder_kind",
     "ensemble_model",
+    "register_encoder",
     "scores_model",
     "set_wide_trainable",
     "training_model",
     "wide_scores_model",
 ]
 
+# Settings that hyper-parameter search draws for the encoders (see each kind's ``search_space``).
+RECURRENT_UNITS = (32, 64, 128)
+ATTENTION_HEADS = (1, 2, 4)
 
-def _encoder(name: str, field) -> keras.layers.Layer:
-    if isinstance(field, RNNAttentionFieldConfig):
+
+# -- the encoder registry: one place per encoder kind -----------------------------------------------------
+class EncoderKind:
+    """One kind of field encoder: its config class, the Keras layer it builds, and what tuning searches.
+
+    A kind is a subclass registered with ``@register_encoder``; its config class (in ``multifield.config``,
+    listed in ``FIELD_CONFIGS``) names it. The layer reads the embedded tokens of a field,
+    ``(batch, time, embedding_dim)`` with a mask, and returns ``(batch, features)``; a kind whose config
+    ``pools_with_attention`` also returns its attention weights when called with
+    ``return_attention_scores=True``.
+    """
+
+    #: The pydantic class of a field read by this encoder.
+    config: ClassVar[type]
+
+    def build(self, field, name: str) -> keras.layers.Layer:
+        """The encoder layer of ``field`` (an instance of ``config``), named ``name``."""
+        raise NotImplementedError
+
+    def search_space(self, trial, field_name: str, field) -> dict:
+        """The settings of ``field`` that hyper-parameter search draws from an Optuna ``trial``, by config key.
+
+        A parameter is named after the key it sets, ``fields.<field_name>.<key>``. The order of the draws is part
+        of a study: with the same seed, a study draws the same trials only if the order stays.
+        """
+        return {}
+
+
+#: Each registered encoder kind by its name in a config file (``"rnn_attention"``).
+ENCODERS: dict[str, EncoderKind] = {}
+
+
+def register_encoder(kind: type[EncoderKind]) -> type[EncoderKind]:
+    """Class decorator: register an ``EncoderKind`` under the name of its config class's encoder."""
+    if kind.config not in FIELD_CONFIGS:
+        raise ValueError(
+            f"{kind.__name__}: its config class {kind.config.__name__} is not in "
+            "multifield.config.FIELD_CONFIGS; add it there"
+        )
+    name = encoder_name(kind.config)
+    if name in ENCODERS:
+        raise ValueError(f"{kind.__name__}: encoder {name!r} is already registered ({type(ENCODERS[name]).__name__})")
+    ENCODERS[name] = kind()
+    return kind
+
+
+def encoder_kind(field) -> EncoderKind:
+    """The registered encoder kind of a field config."""
+    try:
+        return ENCODERS[field.encoder]
+    except KeyError:
+        raise ValueError(f"no encoder registered for {field.encoder!r} (registered: {', '.join(ENCODERS)})") from None
+
+
+def _suggest_heads(trial, field_name: str) -> int:
+    return trial.suggest_categorical(f"fields.{field_name}.heads", ATTENTION_HEADS)
+
+
+@register_encoder
+class RNNAttentionKind(EncoderKind):
+    """``rnn_attention``: (Bi)LSTM/GRU layers, then attention pooling (``RecurrentAttentionEncoder``)."""
+
+    config = RNNAttentionFieldConfig
+
+    def build(self, field: RNNAttentionFieldConfig, name: str) -> keras.layers.Layer:
         return RecurrentAttentionEncoder(
             units=field.units,
             cell=field.cell,
@@ -39,17 +121,43 @@ def _encoder(name: str, field) -> keras.layers.Layer:
             heads=field.heads,
             attention_dropout=field.attention_dropout,
             dropout=field.recurrent_input_dropout,
-            name=f"{name}_encoder",
+            name=name,
         )
-    if isinstance(field, AttentionFieldConfig):
+
+    def search_space(self, trial, field_name: str, field: RNNAttentionFieldConfig) -> dict:
+        return {
+            "units": trial.suggest_categorical(f"fields.{field_name}.units", RECURRENT_UNITS),
+            "cell": trial.suggest_categorical(f"fields.{field_name}.cell", ("lstm", "gru")),
+            "heads": _suggest_heads(trial, field_name),
+        }
+
+
+@register_encoder
+class AttentionKind(EncoderKind):
+    """``attention``: attention pooling over the embedded tokens, no recurrence (``AttentionPooling``)."""
+
+    config = AttentionFieldConfig
+
+    def build(self, field: AttentionFieldConfig, name: str) -> keras.layers.Layer:
         return AttentionPooling(
-            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=f"{name}_encoder"
+            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=name
         )
-    if isinstance(field, PooledFieldConfig):
-        return MaskedGlobalPooling(mode=field.pooling, name=f"{name}_encoder")
-    raise ValueError(f"no encoder for field {name!r} of type {type(field).__name__}")
+
+    def search_space(self, trial, field_name: str, field: AttentionFieldConfig) -> dict:
+        return {"heads": _suggest_heads(trial, field_name)}
 
 
+@register_encoder
+class PooledKind(EncoderKind):
+    """``pooled``: masked max/mean pooling over the embedded tokens (``MaskedGlobalPooling``); nothing searched."""
+
+    config = PooledFieldConfig
+
+    def build(self, field: PooledFieldConfig, name: str) -> keras.layers.Layer:
+        return MaskedGlobalPooling(mode=field.pooling, name=name)
+
+
+# -- the model ---------------------------------------------------------------------------------------------
 def _field_dropout_seed(seed: int, position: int, field) -> int:
     """Fields draw from seeds of their own, so that each is blanked independently; the fields of one
     ``field_dropout_group`` share a seed (one number per record for all of them) and go missing together."""
@@ -102,10 +210,11 @@ def build_model(
         tokens = embedding(ids)
         if field.embedding_dropout > 0:
             tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+        encoder = encoder_kind(field).build(field, name=f"{name}_encoder")
         if field.encoder in ATTENTION_ENCODERS:
-            context, attention[attention_output(name)] = _encoder(name, field)(tokens, return_attention_scores=True)
+            context, attention[attention_output(name)] = encoder(tokens, return_attention_scores=True)
         else:
-            context = _encoder(name, field)(tokens)
+            context = encoder(tokens)
         deep_parts.append(context)
         if field.wide:
             # A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens.

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import keras
 
-from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict, write_config
+from multifield.config import Config, config_from_dict, write_config
 from multifield.errors import MultifieldError, TrainingError
 from multifield.files import write_text
+from multifield.model import encoder_kind
 
+# What each encoder kind searches is its ``search_space`` in ``multifield.model.ENCODERS``.
 EMBEDDING_SIZES = (32, 64, 128)
-RECURRENT_UNITS = (32, 64, 128)
 DEEP_LOSS_WEIGHTS = (0.0, 0.5, 1.0)
-ATTENTION_HEADS = (1, 2, 4)
 HIDDEN_SIZES = (128, 256, 512)
 # Pruning waits for this many epochs: a recurrent model's first epochs say little about where it ends. On the
 # plot-only movie study, the best finished trial was no better than the median at epoch 2 and led from epoch 5.
@@ -43,19 +43,16 @@ def suggest_config(trial, base: Config) -> Config:
 
     ``trial`` is an Optuna trial, or ``optuna.trial.FixedTrial(params)`` to rebuild a finished trial's config
     from its params. A parameter is named after the config key it sets (``training.learning_rate``,
-    ``fields.plot.units``); ``fields.*.<key>`` sets that key in every field. Everything not searched
-    (token limits, vocabularies, the seed, ``max_epochs``, ...) stays as in ``base``.
+    ``fields.plot.units``); ``fields.*.<key>`` sets that key in every field. A field's encoder settings are
+    its encoder kind's ``search_space``. Everything not searched (token limits, vocabularies, the seed,
+    ``max_epochs``, ...) stays as in ``base``.
     """
     data = base.model_dump()
     fields = data["fields"]
-    for name, field in fields.items():
-        if field["embeddings"] is None:  # pretrained vectors fix the embedding size
-            field["embedding_dim"] = trial.suggest_categorical(f"fields.{name}.embedding_dim", EMBEDDING_SIZES)
-        if field["encoder"] == "rnn_attention":
-            field["units"] = trial.suggest_categorical(f"fields.{name}.units", RECURRENT_UNITS)
-            field["cell"] = trial.suggest_categorical(f"fields.{name}.cell", ("lstm", "gru"))
-        if field["encoder"] in ATTENTION_ENCODERS:
-            field["heads"] = trial.suggest_categorical(f"fields.{name}.heads", ATTENTION_HEADS)
+    for name, field in base.fields.items():
+        if field.embeddings is None:  # pretrained vectors fix the embedding size
+            fields[name]["embedding_dim"] = trial.suggest_categorical(f"fields.{name}.embedding_dim", EMBEDDING_SIZES)
+        fields[name].update(encoder_kind(field).search_space(trial, name, field))
     embedding_dropout = trial.suggest_float("fields.*.embedding_dropout", 0.0, 0.4)
     # Blanking the only field would blank the whole record: field dropout is searched only with several fields.
     field_dropout = trial.suggest_float("fields.*.field_dropout", 0.0, 0.5) if len(fields) > 1 else None
