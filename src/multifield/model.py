@@ -189,6 +189,8 @@ def build_model(
     embedding_matrices = embedding_matrices or {}
     document_frequencies = document_frequencies or {}
     training = config.training
+
+    # === Fields: ids → field dropout → embedding → encoder; a wide field's bag of tokens → its logits ===
     inputs, deep_parts, wide_parts, attention = {}, [], [], {}
     for position, (name, field) in enumerate(config.fields.items()):
         ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
@@ -196,20 +198,7 @@ def build_model(
             ids = FieldDropout(
                 field.field_dropout, seed=_field_dropout_seed(training.seed, position, field), name=f"{name}_field_dropout"
             )(ids)
-        matrix = embedding_matrices.get(name)
-        # Pretrained vectors are the layer's starting weights, not a Constant initializer, which would write
-        # the whole matrix into the saved model's config.json.
-        embedding = keras.layers.Embedding(
-            vocabulary_sizes[name],
-            field.embedding_dim,
-            mask_zero=True,
-            weights=matrix,
-            trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
-            name=f"{name}_embedding",
-        )
-        tokens = embedding(ids)
-        if field.embedding_dropout > 0:
-            tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+        tokens = _embedded_tokens(name, field, ids, vocabulary_sizes[name], embedding_matrices.get(name))
         encoder = encoder_kind(field).build(field, name=f"{name}_encoder")
         if field.encoder in ATTENTION_ENCODERS:
             context, attention[attention_output(name)] = encoder(tokens, return_attention_scores=True)
@@ -217,33 +206,65 @@ def build_model(
             context = encoder(tokens)
         deep_parts.append(context)
         if field.wide:
-            # A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens.
-            wide_tokens = keras.layers.Embedding(
-                vocabulary_sizes[name], num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
-            )(ids)
-            if field.wide_pooling == "tfidf":
-                if name not in document_frequencies:
-                    raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
-                pooling = IdfPooling(vocabulary_sizes[name], name=f"{name}_wide_pooling")
-                wide_parts.append(pooling(wide_tokens, ids))
-                pooling.set_document_frequencies(*document_frequencies[name])
-            else:
-                wide_parts.append(MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens))
+            wide_parts.append(
+                _wide_logits(name, field, ids, vocabulary_sizes[name], num_labels, document_frequencies.get(name))
+            )
 
+    # === Head: the deep part's logits, plus the wide part's ("wide & deep"), through a sigmoid ===
+    logits = _deep_logits(deep_parts, config, num_labels, zero_start=bool(wide_parts))
+    if wide_parts:
+        wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
+        logits = keras.layers.Add(name="logits")([logits, wide_logits])
+    scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
+
+    # === Functional model ===
+    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
+
+
+def _embedded_tokens(name: str, field, ids, vocabulary_size: int, matrix: np.ndarray | None):
+    # Pretrained vectors are the layer's starting weights, not a Constant initializer, which would write
+    # the whole matrix into the saved model's config.json.
+    embedding = keras.layers.Embedding(
+        vocabulary_size,
+        field.embedding_dim,
+        mask_zero=True,
+        weights=matrix,
+        trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
+        name=f"{name}_embedding",
+    )
+    tokens = embedding(ids)
+    if field.embedding_dropout > 0:
+        tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+    return tokens
+
+
+def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, document_frequencies):
+    """A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens."""
+    wide_tokens = keras.layers.Embedding(
+        vocabulary_size, num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
+    )(ids)
+    if field.wide_pooling != "tfidf":
+        return MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens)
+    if document_frequencies is None:
+        raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
+    pooling = IdfPooling(vocabulary_size, name=f"{name}_wide_pooling")
+    logits = pooling(wide_tokens, ids)
+    pooling.set_document_frequencies(*document_frequencies)
+    return logits
+
+
+def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: bool):
+    """Concatenated field encodings → Dropout → Dense → Dropout → logits."""
+    training = config.training
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)
     if training.hidden_units > 0:
         features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
     # With a wide part, the deep part starts as a zero correction of the linear model's logits.
-    logits = keras.layers.Dense(
-        num_labels, kernel_initializer="zeros" if wide_parts else "glorot_uniform", name="deep_logits"
+    return keras.layers.Dense(
+        num_labels, kernel_initializer="zeros" if zero_start else "glorot_uniform", name="deep_logits"
     )(features)
-    if wide_parts:
-        wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
-        logits = keras.layers.Add(name="logits")([logits, wide_logits])
-    scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
-    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
 
 
 def ensemble_model(members: list[keras.Model], config: Config) -> keras.Model:
