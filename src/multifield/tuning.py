@@ -10,7 +10,10 @@ import warnings
 from pathlib import Path
 
 import keras
+from rich.console import Console
+from rich.table import Table
 
+from multifield.classifier import MultiFieldClassifier, as_table
 from multifield.config import Config, config_from_dict, write_config
 from multifield.errors import MultifieldError, TrainingError
 from multifield.files import write_text
@@ -129,8 +132,6 @@ def tune(
     member, and the best config keeps the ensemble size of ``config``.
     """
     optuna = _import_optuna()
-    from multifield.classifier import MultiFieldClassifier, as_table
-
     out = Path(out)
     study_db = Path(study_db) if study_db is not None else out.with_suffix(".db")
     if out.is_dir():
@@ -139,7 +140,6 @@ def tune(
     train_table = as_table(train, "<train>")
     valid_table = as_table(valid, "<valid>") if valid is not None else None
     console = console if console is not None else _quiet_console()
-    epochs = epochs_per_trial or config.training.max_epochs
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -147,35 +147,7 @@ def tune(
         study = _open_study(optuna, config, study_db, resume, epochs_per_trial, pruner)
         if config.training.ensemble > 1:
             console.print(f"each trial trains one model; the best config keeps ensemble = {config.training.ensemble}")
-
-        def objective(trial):
-            trial_config = suggest_config(trial, config)
-            trial.set_user_attr("config", trial_config.to_toml_dict())
-            one_model = trial_config.training.model_copy(update={"ensemble": 1})
-            reporter = TrialReporter(trial, epochs, console)
-            keras.backend.clear_session()
-            try:
-                classifier = MultiFieldClassifier(trial_config.model_copy(update={"training": one_model})).fit(
-                    train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
-                )
-            except TrainingError as error:  # a NaN loss: this trial's settings diverge, the next may not
-                trial.set_user_attr("error", str(error))
-                raise _TrialFailed(str(error)) from error
-            except (MultifieldError, optuna.TrialPruned):
-                raise
-            except Exception as error:  # a diverging or out-of-memory trial should not end the study
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
-                raise _TrialFailed(trial.user_attrs["error"]) from error
-            finally:
-                keras.backend.clear_session()
-            if reporter.pruned_at is not None:
-                raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
-            validation = classifier.metrics_["validation"]
-            trial.set_user_attr("best_epoch", classifier.metrics_["best_epoch"])
-            trial.set_user_attr("epochs_run", classifier.metrics_["epochs_run"])
-            trial.set_user_attr("tuned_micro_f1", validation["micro_f1"])
-            trial.set_user_attr("tuned_macro_f1", validation["macro_f1"])
-            return max(classifier.history_["val_micro_f1"])
+        objective = _objective(optuna, config, train_table, valid_table, epochs_per_trial, console)
 
         def after_trial(study, trial):
             console.print(_trial_line(study, trial))
@@ -187,6 +159,51 @@ def tune(
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
+
+
+def _objective(optuna, config: Config, train_table, valid_table, epochs_per_trial: int | None, console):
+    """The function a study calls for each trial: train the trial's config, record what the run did, and
+    return its best validation micro-F1; a pruned trial raises ``optuna.TrialPruned``."""
+    epochs = epochs_per_trial or config.training.max_epochs
+
+    def objective(trial) -> float:
+        trial_config = suggest_config(trial, config)
+        trial.set_user_attr("config", trial_config.to_toml_dict())
+        reporter = TrialReporter(trial, epochs, console)
+        classifier = _train_one_model(optuna, trial, trial_config, train_table, valid_table, epochs_per_trial, reporter)
+        if reporter.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+        validation = classifier.metrics_["validation"]
+        trial.set_user_attr("best_epoch", classifier.metrics_["best_epoch"])
+        trial.set_user_attr("epochs_run", classifier.metrics_["epochs_run"])
+        trial.set_user_attr("tuned_micro_f1", validation["micro_f1"])
+        trial.set_user_attr("tuned_macro_f1", validation["macro_f1"])
+        return max(classifier.history_["val_micro_f1"])
+
+    return objective
+
+
+def _train_one_model(
+    optuna, trial, config: Config, train_table, valid_table, epochs_per_trial: int | None, reporter: TrialReporter
+) -> MultiFieldClassifier:
+    """Train ``config`` as one model (the settings are chosen for one ensemble member); a crash of the trial's
+    own (a NaN loss, out of memory) is recorded on the trial and raised as ``_TrialFailed``."""
+    one_model = config.training.model_copy(update={"ensemble": 1})
+    keras.backend.clear_session()
+    try:
+        return MultiFieldClassifier(config.model_copy(update={"training": one_model})).fit(
+            train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
+        )
+    except TrainingError as error:  # a NaN loss: this trial's settings diverge, the next may not
+        trial.set_user_attr("error", str(error))
+        raise _TrialFailed(str(error)) from error
+    except (MultifieldError, optuna.TrialPruned):
+        raise
+    except Exception as error:  # a diverging or out-of-memory trial should not end the study
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+        raise _TrialFailed(trial.user_attrs["error"]) from error
+    finally:
+        keras.backend.clear_session()
 
 
 def _open_study(optuna, config: Config, study_db: Path, resume: bool, epochs_per_trial: int | None, pruner):
@@ -332,8 +349,6 @@ def _jsonable(value):
 
 def trials_table(study, limit: int | None = None):
     """A rich table of the trials, best first: number, value, state, epochs and the main settings."""
-    from rich.table import Table
-
     trials = sorted(study.trials, key=lambda trial: (trial.value is None, -(trial.value or 0.0), trial.number))
     complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
     best_number = complete[0].number if complete else None
@@ -378,8 +393,6 @@ def _settings(params: dict) -> str:
 
 
 def _quiet_console():
-    from rich.console import Console
-
     return Console(stderr=True, quiet=True)
 
 
