@@ -1,9 +1,23 @@
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from multifield.config import PooledFieldConfig, RNNAttentionFieldConfig, config_from_dict, load_config
-from multifield.errors import ConfigError
+from multifield.config import (
+    ATTENTION_ENCODERS,
+    ENCODER_KINDS,
+    FIELD_CONFIGS,
+    PooledFieldConfig,
+    RNNAttentionFieldConfig,
+    config_from_dict,
+    config_to_toml,
+    encoder_name,
+    load_config,
+    write_config,
+)
+from multifield.errors import ConfigError, MultifieldError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,3 +109,54 @@ def test_relative_embedding_paths_resolve_against_the_config(tmp_path):
         write(tmp_path, '[fields.plot]\nencoder = "rnn_attention"\nembeddings = {path = "vectors.txt"}\n')
     )
     assert config.fields["plot"].embeddings.path == (tmp_path / "vectors.txt").resolve()
+
+
+def test_each_encoder_kind_is_one_config_class():
+    assert ENCODER_KINDS == ("rnn_attention", "attention", "pooled")
+    assert ATTENTION_ENCODERS == ("rnn_attention", "attention")
+    for field_config in FIELD_CONFIGS:
+        config = config_from_dict({"fields": {"text": {"encoder": encoder_name(field_config)}}})
+        assert type(config.fields["text"]) is field_config
+        assert (config.attention_fields() == ["text"]) == field_config.pools_with_attention
+
+
+def test_the_schema_imports_without_keras():
+    probe = "import sys, multifield.config; print('keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
+
+
+# -- writing a config as TOML ----------------------------------------------------------------------------
+def test_shipped_config_round_trips(tmp_path):
+    config = load_config(REPO / "configs" / "movies.toml")
+    written = write_config(config, tmp_path / "movies.toml", header="Best of 3 trials.\nTrain: multifield train")
+    assert load_config(written) == config
+    text = written.read_text()
+    assert text.startswith("# Best of 3 trials.\n# Train:")
+    assert list(tomllib.loads(text)) == ["name", "id_field", "fields", "labels", "training"]
+    for header in ("[fields.plot]", "[fields.title]", "[labels]", "[training]", "[training.schedule]"):
+        assert header in text.splitlines()
+
+
+def test_awkward_values_round_trip(tmp_path):
+    data = {
+        "name": 'quote " back \\ tab \t newline \n bell \x07 del \x7f é',
+        "fields": {"a field.with dots": {"encoder": "pooled", "embedding_dim": 7},
+                   "plot": {"encoder": "rnn_attention", "attention_units": 12,
+                            "embeddings": {"path": str(tmp_path / "vectors file.txt"), "trainable": False}}},
+        "labels": {"field": "genres", "delimiter": "\t"},
+        "training": {"learning_rate": 1e-05, "weight_decay": 1e16, "dropout": 0.1 + 0.2,
+                     "schedule": {"kind": "exponential", "decay_epochs": 2.5}},
+    }
+    config = config_from_dict(data)
+    written = write_config(config, tmp_path / "awkward.toml")
+    assert load_config(written) == config
+    assert load_config(written).training.dropout == 0.1 + 0.2  # floats keep every bit
+
+
+def test_a_config_toml_cannot_express_is_refused():
+    config = load_config(REPO / "configs" / "movies.toml")
+    no_clipping = config.model_copy(update={"training": config.training.model_copy(update={"clipnorm": None})})
+    with pytest.raises(MultifieldError, match="cannot be written as TOML"):
+        config_to_toml(no_clipping)

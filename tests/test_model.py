@@ -1,7 +1,11 @@
-import numpy as np
+import typing
 
-from multifield.config import config_from_dict
-from multifield.model import attention_output, build_model, scores_model
+import keras
+import numpy as np
+import pytest
+
+from multifield.config import ATTENTION_ENCODERS, ENCODER_KINDS, FieldConfig, config_from_dict, encoder_name
+from multifield.model import ENCODERS, EncoderKind, attention_output, build_model, register_encoder, scores_model
 
 CONFIG = {
     "labels": {"field": "genres"},
@@ -197,3 +201,75 @@ def test_a_field_dropout_group_blanks_its_fields_together():
     assert not (blanked["tagline"] & ~blanked["actors"]).any()  # the lower rate only with the higher one
     assert abs(blanked["tagline"].mean() - 0.2) < 0.04 and abs(blanked["actors"].mean() - 0.3) < 0.04
     assert abs(blanked["actors"][blanked["plot"]].mean() - 0.3) < 0.08  # the plot is not in the group
+
+
+# -- the encoder registry -------------------------------------------------------------------------------
+class RecordingTrial:
+    """Stands in for an Optuna trial: draws each categorical's first choice, and records the names drawn."""
+
+    number = 0
+
+    def __init__(self):
+        self.names = []
+
+    def suggest_categorical(self, name, choices):
+        self.names.append(name)
+        return choices[0]
+
+
+def test_the_registry_covers_every_encoder_a_config_accepts():
+    union = typing.get_args(typing.get_args(FieldConfig)[0])
+    assert {encoder_name(field_config) for field_config in union} == set(ENCODER_KINDS) == set(ENCODERS)
+    assert set(ATTENTION_ENCODERS) < set(ENCODERS)
+
+
+@pytest.mark.parametrize("kind_name", sorted(ENCODERS))
+def test_a_kind_has_its_config_builder_and_search_space_in_one_entry(kind_name):
+    kind = ENCODERS[kind_name]
+    assert isinstance(kind, EncoderKind) and encoder_name(kind.config) == kind_name
+    field = kind.config()
+    layer = kind.build(field, name="text_encoder")
+    assert isinstance(layer, keras.layers.Layer) and layer.name == "text_encoder"
+    tokens = np.random.default_rng(0).normal(size=(2, 3, field.embedding_dim)).astype("float32")
+    mask = np.array([[True, True, False], [False, False, False]])
+    if kind_name in ATTENTION_ENCODERS:
+        context, weights = layer(tokens, mask=mask, return_attention_scores=True)
+        np.testing.assert_allclose(np.asarray(weights)[0].sum(), 1.0, rtol=1e-5)
+    else:
+        context = layer(tokens, mask=mask)
+    assert context.shape[0] == 2 and np.isfinite(np.asarray(context)).all()
+    # Each setting searched is a key of the kind's config, drawn under the name of that key.
+    trial = RecordingTrial()
+    updates = kind.search_space(trial, "text", field)
+    assert trial.names == [f"fields.text.{key}" for key in updates]
+    assert set(updates) <= set(kind.config.model_fields)
+    assert kind.config(**updates).encoder == kind_name
+
+
+def test_a_kind_is_registered_once_and_only_with_a_config_class_of_the_union():
+    class Loose(EncoderKind):
+        config = type("LooseFieldConfig", (), {})
+
+    with pytest.raises(ValueError, match="FIELD_CONFIGS"):
+        register_encoder(Loose)
+
+    class Again(EncoderKind):
+        config = ENCODERS["pooled"].config
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_encoder(Again)
+    assert type(ENCODERS["pooled"]).__name__ != "Again"
+
+
+def test_build_model_takes_each_encoder_from_the_registry(monkeypatch):
+    built = []
+    pooled = ENCODERS["pooled"]
+
+    class Recording(type(pooled)):
+        def build(self, field, name):
+            built.append(name)
+            return super().build(field, name)
+
+    monkeypatch.setitem(ENCODERS, "pooled", Recording())
+    model = build_model(config_from_dict(CONFIG), {"plot": 30, "actors": 10}, num_labels=3)
+    assert built == ["actors_encoder"] and model.get_layer("actors_encoder") is not None

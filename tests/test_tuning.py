@@ -1,10 +1,9 @@
 """Hyper-parameter search: a small study on the bundled movies through the command line (best config,
-SQLite study, resume, refusal), the search space without training, the TOML writer, and pruning."""
+SQLite study, resume, refusal), the search space without training, and pruning."""
 
 import json
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,9 @@ optuna = pytest.importorskip("optuna")
 
 
 from cli_helpers import run_cli, run_script
-from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict, load_config
-from multifield.errors import MultifieldError
-from multifield.tuning import (
-    ATTENTION_HEADS,
-    DEEP_LOSS_WEIGHTS,
-    EMBEDDING_SIZES,
-    HIDDEN_SIZES,
-    RECURRENT_UNITS,
-    config_to_toml,
-    suggest_config,
-    trials_table,
-    tune,
-    write_config,
-)
+from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict, load_config, write_config
+from multifield.model import ATTENTION_HEADS, RECURRENT_UNITS
+from multifield.tuning import DEEP_LOSS_WEIGHTS, EMBEDDING_SIZES, HIDDEN_SIZES, suggest_config, trials_table, tune
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,38 +230,3 @@ def test_pretrained_vectors_keep_their_size(tmp_path):
     config = suggest_config(trial, config_from_dict(data))
     assert config.fields["plot"].embedding_dim == 50 and "fields.plot.embedding_dim" not in trial.params
     assert "fields.actors.embedding_dim" in trial.params  # a field without vectors
-
-
-# -- the TOML writer ------------------------------------------------------------------------------------
-def test_shipped_config_round_trips(tmp_path):
-    config = load_config(REPO / "configs" / "movies.toml")
-    written = write_config(config, tmp_path / "movies.toml", header="Best of 3 trials.\nTrain: multifield train")
-    assert load_config(written) == config
-    text = written.read_text()
-    assert text.startswith("# Best of 3 trials.\n# Train:")
-    assert list(tomllib.loads(text)) == ["name", "id_field", "fields", "labels", "training"]
-    for header in ("[fields.plot]", "[fields.title]", "[labels]", "[training]", "[training.schedule]"):
-        assert header in text.splitlines()
-
-
-def test_awkward_values_round_trip(tmp_path):
-    data = {
-        "name": 'quote " back \\ tab \t newline \n bell \x07 del \x7f é',
-        "fields": {"a field.with dots": {"encoder": "pooled", "embedding_dim": 7},
-                   "plot": {"encoder": "rnn_attention", "attention_units": 12,
-                            "embeddings": {"path": str(tmp_path / "vectors file.txt"), "trainable": False}}},
-        "labels": {"field": "genres", "delimiter": "\t"},
-        "training": {"learning_rate": 1e-05, "weight_decay": 1e16, "dropout": 0.1 + 0.2,
-                     "schedule": {"kind": "exponential", "decay_epochs": 2.5}},
-    }
-    config = config_from_dict(data)
-    written = write_config(config, tmp_path / "awkward.toml")
-    assert load_config(written) == config
-    assert load_config(written).training.dropout == 0.1 + 0.2  # floats keep every bit
-
-
-def test_a_config_toml_cannot_express_is_refused():
-    config = load_config(REPO / "configs" / "movies.toml")
-    no_clipping = config.model_copy(update={"training": config.training.model_copy(update={"clipnorm": None})})
-    with pytest.raises(MultifieldError, match="cannot be written as TOML"):
-        config_to_toml(no_clipping)

@@ -1,18 +1,23 @@
 """The schema of a run: which fields a record has, how each is encoded, the labels, and how to train.
 
-A config is a TOML file read into these pydantic models; an error names the key that is wrong.
+A config is a TOML file read into these pydantic models; an error names the key that is wrong. A config
+is written back as TOML that reads into an equal config.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from multifield.errors import ConfigError
+from multifield.errors import ConfigError, MultifieldError
+from multifield.files import write_text
 
 
 class _Strict(BaseModel):
@@ -28,6 +33,9 @@ class EmbeddingsConfig(_Strict):
 
 
 class _FieldBase(_Strict):
+    #: Whether the encoder pools the field with attention, whose weights explain the prediction.
+    pools_with_attention: ClassVar[bool] = False
+
     kind: Literal["text", "items"] = Field(
         "text", description='"text": a string, tokenized into words; "items": a list, each whole item one token.'
     )
@@ -63,6 +71,7 @@ class RNNAttentionFieldConfig(_FieldBase):
     """Embedding → (Bi)LSTM/GRU → AttentionPooling. Its attention weights are the model's explanation."""
 
     encoder: Literal["rnn_attention"] = "rnn_attention"
+    pools_with_attention: ClassVar[bool] = True
     units: int = Field(64, ge=1, le=4096, description="Recurrent units per direction.")
     cell: Literal["lstm", "gru"] = Field("lstm", description="Recurrent cell.")
     bidirectional: bool = Field(True, description="Read the text in both directions.")
@@ -78,6 +87,7 @@ class AttentionFieldConfig(_FieldBase):
     attention weights are the model's explanation, as with ``rnn_attention``, at a fraction of the cost."""
 
     encoder: Literal["attention"] = "attention"
+    pools_with_attention: ClassVar[bool] = True
     attention_units: int | None = Field(
         None, ge=1, description="Size of the attention projection (default: the embedding size)."
     )
@@ -92,12 +102,24 @@ class PooledFieldConfig(_FieldBase):
     pooling: Literal["max", "mean", "max_mean"] = Field("max_mean", description="Masked pooling over tokens.")
 
 
-FieldConfig = Annotated[
-    Union[RNNAttentionFieldConfig, AttentionFieldConfig, PooledFieldConfig], Field(discriminator="encoder")
-]
+#: The config class of each encoder kind: a new kind is added here, and its Keras layer and search space to
+#: ``multifield.model.ENCODERS``. Its ``encoder`` literal is the kind's name in a config file.
+FIELD_CONFIGS: tuple[type[_FieldBase], ...] = (RNNAttentionFieldConfig, AttentionFieldConfig, PooledFieldConfig)
 
+FieldConfig = Annotated[Union[FIELD_CONFIGS], Field(discriminator="encoder")]
+
+
+def encoder_name(field_config: type[_FieldBase]) -> str:
+    """The name of a field config class's encoder kind, as a config file writes it (``"rnn_attention"``)."""
+    return field_config.model_fields["encoder"].default
+
+
+#: Every encoder kind a config accepts.
+ENCODER_KINDS = tuple(encoder_name(field_config) for field_config in FIELD_CONFIGS)
 #: Encoders that pool their field with attention, whose weights explain the prediction.
-ATTENTION_ENCODERS = ("rnn_attention", "attention")
+ATTENTION_ENCODERS = tuple(
+    encoder_name(field_config) for field_config in FIELD_CONFIGS if field_config.pools_with_attention
+)
 
 
 class LabelsConfig(_Strict):
@@ -211,7 +233,7 @@ class Config(_Strict):
 
 def _location(loc: tuple) -> str:
     # The discriminator tag of the field union ('rnn_attention') is pydantic's, not the user's key.
-    parts = [str(part) for part in loc if part not in (*ATTENTION_ENCODERS, "pooled")]
+    parts = [str(part) for part in loc if part not in ENCODER_KINDS]
     return ".".join(parts) or "(top level)"
 
 
@@ -242,3 +264,70 @@ def load_config(path: str | Path) -> Config:
         if field.embeddings is not None and not field.embeddings.path.is_absolute():
             field.embeddings.path = (path.parent / field.embeddings.path).resolve()
     return config
+
+
+# -- writing a config as TOML ----------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def config_to_toml(config: Config, header: str = "") -> str:
+    """``config`` as a TOML document that ``load_config`` reads back into an equal ``Config``: top-level keys,
+    then ``[fields.<name>]``, ``[labels]``, ``[training]`` and ``[training.schedule]``."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    _toml_table(lines, [], config.to_toml_dict())
+    text = "\n".join(lines).lstrip("\n") + "\n"
+    if config_from_dict(tomllib.loads(text)) != config:
+        # TOML has no null: a None that is not a key's default (clipnorm) cannot be written.
+        raise MultifieldError(
+            f"config {config.name!r} cannot be written as TOML without changing it (a key set to none?)"
+        )
+    return text
+
+
+def write_config(config: Config, path: str | os.PathLike, header: str = "") -> Path:
+    """Write ``config`` as TOML to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    write_text(path, config_to_toml(config, header))
+    return path
+
+
+def _toml_table(lines: list[str], path: list[str], table: dict) -> None:
+    scalars = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    tables = {key: value for key, value in table.items() if isinstance(value, dict)}
+    if path and (scalars or not tables):  # [fields] itself holds only tables: its header is implied
+        lines += ["", "[" + ".".join(_toml_key(part) for part in path) + "]"]
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        _toml_table(lines, path + [key], value)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # the shortest text that reads back as the same float
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for a {type(value).__name__}: {value!r}")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    return '"' + "".join(
+        _ESCAPES.get(char) or (f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char) for char in text
+    ) + '"'

@@ -1,4 +1,5 @@
-"""Builds the multi-input Keras model of a config, which returns its attention weights beside the scores.
+"""Builds the multi-input Keras model of a config, which returns its attention weights beside the scores;
+and the encoder registry, ``ENCODERS``: one place per encoder kind for its config class, layer and search space.
 
 One integer input per field → its embedding (id 0 is padding, masked all the way) → its encoder
 (``rnn_attention``: RecurrentAttentionEncoder, ``attention``: AttentionPooling over the embedded tokens,
@@ -10,26 +11,107 @@ to a linear part whose logits are added to the deep part's ("wide & deep").
 from __future__ import annotations
 
 import zlib
+from typing import ClassVar
 
 import keras
 import numpy as np
 
-from multifield.config import ATTENTION_ENCODERS, AttentionFieldConfig, Config, PooledFieldConfig, RNNAttentionFieldConfig
+from multifield.config import (
+    ATTENTION_ENCODERS,
+    FIELD_CONFIGS,
+    AttentionFieldConfig,
+    Config,
+    PooledFieldConfig,
+    RNNAttentionFieldConfig,
+    encoder_name,
+)
 from multifield.layers import AttentionPooling, FieldDropout, IdfPooling, MaskedGlobalPooling, RecurrentAttentionEncoder
 
 __all__ = [
+    "ATTENTION_HEADS",
+    "ENCODERS",
+    "RECURRENT_UNITS",
+    "EncoderKind",
     "attention_output",
     "build_model",
+    "encoder_kind",
     "ensemble_model",
+    "register_encoder",
     "scores_model",
     "set_wide_trainable",
     "training_model",
     "wide_scores_model",
 ]
 
+# Settings that hyper-parameter search draws for the encoders (see each kind's ``search_space``).
+RECURRENT_UNITS = (32, 64, 128)
+ATTENTION_HEADS = (1, 2, 4)
 
-def _encoder(name: str, field) -> keras.layers.Layer:
-    if isinstance(field, RNNAttentionFieldConfig):
+
+# -- the encoder registry: one place per encoder kind -----------------------------------------------------
+class EncoderKind:
+    """One kind of field encoder: its config class, the Keras layer it builds, and what tuning searches.
+
+    A kind is a subclass registered with ``@register_encoder``; its config class (in ``multifield.config``,
+    listed in ``FIELD_CONFIGS``) names it. The layer reads the embedded tokens of a field,
+    ``(batch, time, embedding_dim)`` with a mask, and returns ``(batch, features)``; a kind whose config
+    ``pools_with_attention`` also returns its attention weights when called with
+    ``return_attention_scores=True``.
+    """
+
+    #: The pydantic class of a field read by this encoder.
+    config: ClassVar[type]
+
+    def build(self, field, name: str) -> keras.layers.Layer:
+        """The encoder layer of ``field`` (an instance of ``config``), named ``name``."""
+        raise NotImplementedError
+
+    def search_space(self, trial, field_name: str, field) -> dict:
+        """The settings of ``field`` that hyper-parameter search draws from an Optuna ``trial``, by config key.
+
+        A parameter is named after the key it sets, ``fields.<field_name>.<key>``. The order of the draws is part
+        of a study: with the same seed, a study draws the same trials only if the order stays.
+        """
+        return {}
+
+
+#: Each registered encoder kind by its name in a config file (``"rnn_attention"``).
+ENCODERS: dict[str, EncoderKind] = {}
+
+
+def register_encoder(kind: type[EncoderKind]) -> type[EncoderKind]:
+    """Class decorator: register an ``EncoderKind`` under the name of its config class's encoder."""
+    if kind.config not in FIELD_CONFIGS:
+        raise ValueError(
+            f"{kind.__name__}: its config class {kind.config.__name__} is not in "
+            "multifield.config.FIELD_CONFIGS; add it there"
+        )
+    name = encoder_name(kind.config)
+    if name in ENCODERS:
+        raise ValueError(f"{kind.__name__}: encoder {name!r} is already registered ({type(ENCODERS[name]).__name__})")
+    ENCODERS[name] = kind()
+    return kind
+
+
+def encoder_kind(field) -> EncoderKind:
+    """The registered encoder kind of a field config."""
+    try:
+        return ENCODERS[field.encoder]
+    except KeyError:
+        raise ValueError(f"no encoder registered for {field.encoder!r} (registered: {', '.join(ENCODERS)})") from None
+
+
+def _suggest_heads(trial, field_name: str) -> int:
+    return trial.suggest_categorical(f"fields.{field_name}.heads", ATTENTION_HEADS)
+
+
+@register_encoder
+class RNNAttentionKind(EncoderKind):
+    """``rnn_attention``: (Bi)LSTM/GRU layers, then attention pooling (``RecurrentAttentionEncoder``)."""
+
+    config = RNNAttentionFieldConfig
+
+    def build(self, field: RNNAttentionFieldConfig, name: str) -> keras.layers.Layer:
         return RecurrentAttentionEncoder(
             units=field.units,
             cell=field.cell,
@@ -39,17 +121,43 @@ def _encoder(name: str, field) -> keras.layers.Layer:
             heads=field.heads,
             attention_dropout=field.attention_dropout,
             dropout=field.recurrent_input_dropout,
-            name=f"{name}_encoder",
+            name=name,
         )
-    if isinstance(field, AttentionFieldConfig):
+
+    def search_space(self, trial, field_name: str, field: RNNAttentionFieldConfig) -> dict:
+        return {
+            "units": trial.suggest_categorical(f"fields.{field_name}.units", RECURRENT_UNITS),
+            "cell": trial.suggest_categorical(f"fields.{field_name}.cell", ("lstm", "gru")),
+            "heads": _suggest_heads(trial, field_name),
+        }
+
+
+@register_encoder
+class AttentionKind(EncoderKind):
+    """``attention``: attention pooling over the embedded tokens, no recurrence (``AttentionPooling``)."""
+
+    config = AttentionFieldConfig
+
+    def build(self, field: AttentionFieldConfig, name: str) -> keras.layers.Layer:
         return AttentionPooling(
-            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=f"{name}_encoder"
+            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=name
         )
-    if isinstance(field, PooledFieldConfig):
-        return MaskedGlobalPooling(mode=field.pooling, name=f"{name}_encoder")
-    raise ValueError(f"no encoder for field {name!r} of type {type(field).__name__}")
+
+    def search_space(self, trial, field_name: str, field: AttentionFieldConfig) -> dict:
+        return {"heads": _suggest_heads(trial, field_name)}
 
 
+@register_encoder
+class PooledKind(EncoderKind):
+    """``pooled``: masked max/mean pooling over the embedded tokens (``MaskedGlobalPooling``); nothing searched."""
+
+    config = PooledFieldConfig
+
+    def build(self, field: PooledFieldConfig, name: str) -> keras.layers.Layer:
+        return MaskedGlobalPooling(mode=field.pooling, name=name)
+
+
+# -- the model ---------------------------------------------------------------------------------------------
 def _field_dropout_seed(seed: int, position: int, field) -> int:
     """Fields draw from seeds of their own, so that each is blanked independently; the fields of one
     ``field_dropout_group`` share a seed (one number per record for all of them) and go missing together."""
@@ -81,6 +189,8 @@ def build_model(
     embedding_matrices = embedding_matrices or {}
     document_frequencies = document_frequencies or {}
     training = config.training
+
+    # === Fields: ids → field dropout → embedding → encoder; a wide field's bag of tokens → its logits ===
     inputs, deep_parts, wide_parts, attention = {}, [], [], {}
     for position, (name, field) in enumerate(config.fields.items()):
         ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
@@ -88,53 +198,73 @@ def build_model(
             ids = FieldDropout(
                 field.field_dropout, seed=_field_dropout_seed(training.seed, position, field), name=f"{name}_field_dropout"
             )(ids)
-        matrix = embedding_matrices.get(name)
-        # Pretrained vectors are the layer's starting weights, not a Constant initializer, which would write
-        # the whole matrix into the saved model's config.json.
-        embedding = keras.layers.Embedding(
-            vocabulary_sizes[name],
-            field.embedding_dim,
-            mask_zero=True,
-            weights=matrix,
-            trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
-            name=f"{name}_embedding",
-        )
-        tokens = embedding(ids)
-        if field.embedding_dropout > 0:
-            tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+        tokens = _embedded_tokens(name, field, ids, vocabulary_sizes[name], embedding_matrices.get(name))
+        encoder = encoder_kind(field).build(field, name=f"{name}_encoder")
         if field.encoder in ATTENTION_ENCODERS:
-            context, attention[attention_output(name)] = _encoder(name, field)(tokens, return_attention_scores=True)
+            context, attention[attention_output(name)] = encoder(tokens, return_attention_scores=True)
         else:
-            context = _encoder(name, field)(tokens)
+            context = encoder(tokens)
         deep_parts.append(context)
         if field.wide:
-            # A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens.
-            wide_tokens = keras.layers.Embedding(
-                vocabulary_sizes[name], num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
-            )(ids)
-            if field.wide_pooling == "tfidf":
-                if name not in document_frequencies:
-                    raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
-                pooling = IdfPooling(vocabulary_sizes[name], name=f"{name}_wide_pooling")
-                wide_parts.append(pooling(wide_tokens, ids))
-                pooling.set_document_frequencies(*document_frequencies[name])
-            else:
-                wide_parts.append(MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens))
+            wide_parts.append(
+                _wide_logits(name, field, ids, vocabulary_sizes[name], num_labels, document_frequencies.get(name))
+            )
 
+    # === Head: the deep part's logits, plus the wide part's ("wide & deep"), through a sigmoid ===
+    logits = _deep_logits(deep_parts, config, num_labels, zero_start=bool(wide_parts))
+    if wide_parts:
+        wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
+        logits = keras.layers.Add(name="logits")([logits, wide_logits])
+    scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
+
+    # === Functional model ===
+    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
+
+
+def _embedded_tokens(name: str, field, ids, vocabulary_size: int, matrix: np.ndarray | None):
+    # Pretrained vectors are the layer's starting weights, not a Constant initializer, which would write
+    # the whole matrix into the saved model's config.json.
+    embedding = keras.layers.Embedding(
+        vocabulary_size,
+        field.embedding_dim,
+        mask_zero=True,
+        weights=matrix,
+        trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
+        name=f"{name}_embedding",
+    )
+    tokens = embedding(ids)
+    if field.embedding_dropout > 0:
+        tokens = keras.layers.SpatialDropout1D(field.embedding_dropout, name=f"{name}_embedding_dropout")(tokens)
+    return tokens
+
+
+def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, document_frequencies):
+    """A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens."""
+    wide_tokens = keras.layers.Embedding(
+        vocabulary_size, num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
+    )(ids)
+    if field.wide_pooling != "tfidf":
+        return MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens)
+    if document_frequencies is None:
+        raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
+    pooling = IdfPooling(vocabulary_size, name=f"{name}_wide_pooling")
+    logits = pooling(wide_tokens, ids)
+    pooling.set_document_frequencies(*document_frequencies)
+    return logits
+
+
+def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: bool):
+    """Concatenated field encodings → Dropout → Dense → Dropout → logits."""
+    training = config.training
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)
     if training.hidden_units > 0:
         features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
     # With a wide part, the deep part starts as a zero correction of the linear model's logits.
-    logits = keras.layers.Dense(
-        num_labels, kernel_initializer="zeros" if wide_parts else "glorot_uniform", name="deep_logits"
+    return keras.layers.Dense(
+        num_labels, kernel_initializer="zeros" if zero_start else "glorot_uniform", name="deep_logits"
     )(features)
-    if wide_parts:
-        wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
-        logits = keras.layers.Add(name="logits")([logits, wide_logits])
-    scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
-    return keras.Model(inputs=inputs, outputs={"scores": scores, **attention}, name=_model_name(config) + name_suffix)
 
 
 def ensemble_model(members: list[keras.Model], config: Config) -> keras.Model:

@@ -6,21 +6,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import tomllib
 import warnings
 from pathlib import Path
 
 import keras
+from rich.console import Console
+from rich.table import Table
 
-from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict
+from multifield.classifier import MultiFieldClassifier, as_table
+from multifield.config import Config, config_from_dict, write_config
 from multifield.errors import MultifieldError, TrainingError
 from multifield.files import write_text
+from multifield.model import encoder_kind
 
+# What each encoder kind searches is its ``search_space`` in ``multifield.model.ENCODERS``.
 EMBEDDING_SIZES = (32, 64, 128)
-RECURRENT_UNITS = (32, 64, 128)
 DEEP_LOSS_WEIGHTS = (0.0, 0.5, 1.0)
-ATTENTION_HEADS = (1, 2, 4)
 HIDDEN_SIZES = (128, 256, 512)
 # Pruning waits for this many epochs: a recurrent model's first epochs say little about where it ends. On the
 # plot-only movie study, the best finished trial was no better than the median at epoch 2 and led from epoch 5.
@@ -45,19 +46,16 @@ def suggest_config(trial, base: Config) -> Config:
 
     ``trial`` is an Optuna trial, or ``optuna.trial.FixedTrial(params)`` to rebuild a finished trial's config
     from its params. A parameter is named after the config key it sets (``training.learning_rate``,
-    ``fields.plot.units``); ``fields.*.<key>`` sets that key in every field. Everything not searched
-    (token limits, vocabularies, the seed, ``max_epochs``, ...) stays as in ``base``.
+    ``fields.plot.units``); ``fields.*.<key>`` sets that key in every field. A field's encoder settings are
+    its encoder kind's ``search_space``. Everything not searched (token limits, vocabularies, the seed,
+    ``max_epochs``, ...) stays as in ``base``.
     """
     data = base.model_dump()
     fields = data["fields"]
-    for name, field in fields.items():
-        if field["embeddings"] is None:  # pretrained vectors fix the embedding size
-            field["embedding_dim"] = trial.suggest_categorical(f"fields.{name}.embedding_dim", EMBEDDING_SIZES)
-        if field["encoder"] == "rnn_attention":
-            field["units"] = trial.suggest_categorical(f"fields.{name}.units", RECURRENT_UNITS)
-            field["cell"] = trial.suggest_categorical(f"fields.{name}.cell", ("lstm", "gru"))
-        if field["encoder"] in ATTENTION_ENCODERS:
-            field["heads"] = trial.suggest_categorical(f"fields.{name}.heads", ATTENTION_HEADS)
+    for name, field in base.fields.items():
+        if field.embeddings is None:  # pretrained vectors fix the embedding size
+            fields[name]["embedding_dim"] = trial.suggest_categorical(f"fields.{name}.embedding_dim", EMBEDDING_SIZES)
+        fields[name].update(encoder_kind(field).search_space(trial, name, field))
     embedding_dropout = trial.suggest_float("fields.*.embedding_dropout", 0.0, 0.4)
     # Blanking the only field would blank the whole record: field dropout is searched only with several fields.
     field_dropout = trial.suggest_float("fields.*.field_dropout", 0.0, 0.5) if len(fields) > 1 else None
@@ -134,8 +132,6 @@ def tune(
     member, and the best config keeps the ensemble size of ``config``.
     """
     optuna = _import_optuna()
-    from multifield.classifier import MultiFieldClassifier, as_table
-
     out = Path(out)
     study_db = Path(study_db) if study_db is not None else out.with_suffix(".db")
     if out.is_dir():
@@ -144,7 +140,6 @@ def tune(
     train_table = as_table(train, "<train>")
     valid_table = as_table(valid, "<valid>") if valid is not None else None
     console = console if console is not None else _quiet_console()
-    epochs = epochs_per_trial or config.training.max_epochs
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,35 +147,7 @@ def tune(
         study = _open_study(optuna, config, study_db, resume, epochs_per_trial, pruner)
         if config.training.ensemble > 1:
             console.print(f"each trial trains one model; the best config keeps ensemble = {config.training.ensemble}")
-
-        def objective(trial):
-            trial_config = suggest_config(trial, config)
-            trial.set_user_attr("config", trial_config.to_toml_dict())
-            one_model = trial_config.training.model_copy(update={"ensemble": 1})
-            reporter = TrialReporter(trial, epochs, console)
-            keras.backend.clear_session()
-            try:
-                classifier = MultiFieldClassifier(trial_config.model_copy(update={"training": one_model})).fit(
-                    train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
-                )
-            except TrainingError as error:  # a NaN loss: this trial's settings diverge, the next may not
-                trial.set_user_attr("error", str(error))
-                raise _TrialFailed(str(error)) from error
-            except (MultifieldError, optuna.TrialPruned):
-                raise
-            except Exception as error:  # a diverging or out-of-memory trial should not end the study
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
-                raise _TrialFailed(trial.user_attrs["error"]) from error
-            finally:
-                keras.backend.clear_session()
-            if reporter.pruned_at is not None:
-                raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
-            validation = classifier.metrics_["validation"]
-            trial.set_user_attr("best_epoch", classifier.metrics_["best_epoch"])
-            trial.set_user_attr("epochs_run", classifier.metrics_["epochs_run"])
-            trial.set_user_attr("tuned_micro_f1", validation["micro_f1"])
-            trial.set_user_attr("tuned_macro_f1", validation["macro_f1"])
-            return max(classifier.history_["val_micro_f1"])
+        objective = _objective(optuna, config, train_table, valid_table, epochs_per_trial, console)
 
         def after_trial(study, trial):
             console.print(_trial_line(study, trial))
@@ -192,6 +159,51 @@ def tune(
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
+
+
+def _objective(optuna, config: Config, train_table, valid_table, epochs_per_trial: int | None, console):
+    """The function a study calls for each trial: train the trial's config, record what the run did, and
+    return its best validation micro-F1; a pruned trial raises ``optuna.TrialPruned``."""
+    epochs = epochs_per_trial or config.training.max_epochs
+
+    def objective(trial) -> float:
+        trial_config = suggest_config(trial, config)
+        trial.set_user_attr("config", trial_config.to_toml_dict())
+        reporter = TrialReporter(trial, epochs, console)
+        classifier = _train_one_model(optuna, trial, trial_config, train_table, valid_table, epochs_per_trial, reporter)
+        if reporter.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+        validation = classifier.metrics_["validation"]
+        trial.set_user_attr("best_epoch", classifier.metrics_["best_epoch"])
+        trial.set_user_attr("epochs_run", classifier.metrics_["epochs_run"])
+        trial.set_user_attr("tuned_micro_f1", validation["micro_f1"])
+        trial.set_user_attr("tuned_macro_f1", validation["macro_f1"])
+        return max(classifier.history_["val_micro_f1"])
+
+    return objective
+
+
+def _train_one_model(
+    optuna, trial, config: Config, train_table, valid_table, epochs_per_trial: int | None, reporter: TrialReporter
+) -> MultiFieldClassifier:
+    """Train ``config`` as one model (the settings are chosen for one ensemble member); a crash of the trial's
+    own (a NaN loss, out of memory) is recorded on the trial and raised as ``_TrialFailed``."""
+    one_model = config.training.model_copy(update={"ensemble": 1})
+    keras.backend.clear_session()
+    try:
+        return MultiFieldClassifier(config.model_copy(update={"training": one_model})).fit(
+            train_table, valid_table, epochs=epochs_per_trial, verbose=False, callbacks=[reporter]
+        )
+    except TrainingError as error:  # a NaN loss: this trial's settings diverge, the next may not
+        trial.set_user_attr("error", str(error))
+        raise _TrialFailed(str(error)) from error
+    except (MultifieldError, optuna.TrialPruned):
+        raise
+    except Exception as error:  # a diverging or out-of-memory trial should not end the study
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+        raise _TrialFailed(trial.user_attrs["error"]) from error
+    finally:
+        keras.backend.clear_session()
 
 
 def _open_study(optuna, config: Config, study_db: Path, resume: bool, epochs_per_trial: int | None, pruner):
@@ -337,8 +349,6 @@ def _jsonable(value):
 
 def trials_table(study, limit: int | None = None):
     """A rich table of the trials, best first: number, value, state, epochs and the main settings."""
-    from rich.table import Table
-
     trials = sorted(study.trials, key=lambda trial: (trial.value is None, -(trial.value or 0.0), trial.number))
     complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
     best_number = complete[0].number if complete else None
@@ -383,84 +393,15 @@ def _settings(params: dict) -> str:
 
 
 def _quiet_console():
-    from rich.console import Console
-
     return Console(stderr=True, quiet=True)
-
-
-# -- writing a config as TOML ----------------------------------------------------------------------------
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def config_to_toml(config: Config, header: str = "") -> str:
-    """``config`` as a TOML document that ``load_config`` reads back into an equal ``Config``: top-level keys,
-    then ``[fields.<name>]``, ``[labels]``, ``[training]`` and ``[training.schedule]``."""
-    lines = [f"# {line}".rstrip() for line in header.splitlines()]
-    _toml_table(lines, [], config.to_toml_dict())
-    text = "\n".join(lines).lstrip("\n") + "\n"
-    if config_from_dict(tomllib.loads(text)) != config:
-        # TOML has no null: a None that is not a key's default (clipnorm) cannot be written.
-        raise MultifieldError(f"config {config.name!r} cannot be written as TOML without changing it (a key set to none?)")
-    return text
-
-
-def write_config(config: Config, path: str | os.PathLike, header: str = "") -> Path:
-    """Write ``config`` as TOML to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    write_text(path, config_to_toml(config, header))
-    return path
-
-
-def _toml_table(lines: list[str], path: list[str], table: dict) -> None:
-    scalars = {key: value for key, value in table.items() if not isinstance(value, dict)}
-    tables = {key: value for key, value in table.items() if isinstance(value, dict)}
-    if path and (scalars or not tables):  # [fields] itself holds only tables: its header is implied
-        lines += ["", "[" + ".".join(_toml_key(part) for part in path) + "]"]
-    for key, value in scalars.items():
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in tables.items():
-        _toml_table(lines, path + [key], value)
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # the shortest text that reads back as the same float
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"no TOML form for a {type(value).__name__}: {value!r}")
-
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_string(text: str) -> str:
-    return '"' + "".join(
-        _ESCAPES.get(char) or (f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char) for char in text
-    ) + '"'
 
 
 __all__ = [
     "TrialReporter",
     "best_config",
-    "config_to_toml",
     "suggest_config",
     "trial_rows",
     "trials_table",
     "tune",
-    "write_config",
     "write_results",
 ]
