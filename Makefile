@@ -1,12 +1,12 @@
 # make demo: set up .venv if needed and train the movie-genre model on the bundled data.
-# make test: set up .venv with the test extras if needed and run the whole test suite (JAX, then PyTorch).
+# make test: set up .venv with the test extras if needed, run ruff, then the whole test suite (JAX, then PyTorch).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-jax test-torch install install-test clean
+.PHONY: demo test lint test-jax test-torch install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ install-test: $(STAMP_TEST)
 demo: $(STAMP_BASE)
 	$(BIN)/multifield demo --out runs/demo
 
-test: test-jax test-torch
+test: lint test-jax test-torch
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check src tests benchmarks docs
 
 test-jax: $(STAMP_TEST)
 	$(BIN)/python -m pytest

@@ -16,8 +16,8 @@ if "MULTIFIELD_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 
 import pytest
-
 from movie_data import SMALL_CONFIG, bundled_movies, write_jsonl  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def movie_files(tmp_path_factory) -> dict[str, Path]:

@@ -4,9 +4,9 @@ contract details (exit codes, no traceback) through the installed console script
 import json
 
 import pytest
+from cli_helpers import run_cli, run_script
 
 import multifield
-from cli_helpers import run_cli, run_script
 
 
 def test_version_and_help():

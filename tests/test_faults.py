@@ -14,8 +14,8 @@ import pytest
 from cli_helpers import EXECUTABLE, run_cli
 from movie_data import bundled_movies, write_jsonl
 
-from multifield.training.checkpoint import KILL_HOOK, Checkpoint, check_out, checkpoint_path
 from multifield.errors import CheckpointError, MultifieldError, TrainingError
+from multifield.training.checkpoint import KILL_HOOK, Checkpoint, check_out, checkpoint_path
 
 # Small enough that a run takes seconds: one attention field (one padded width), one wide items field.
 TINY_CONFIG = """

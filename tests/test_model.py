@@ -107,10 +107,15 @@ def test_deep_loss_weight_trains_on_the_deep_parts_own_scores_too():
     assert both.shape == (2, 6)
     np.testing.assert_allclose(both[:, :3], scores, rtol=1e-6)
     # The deep part's own scores: the full logits less the wide part's.
-    logit = lambda p: np.log(p / (1 - p))
+    def logit(p):
+        return np.log(p / (1 - p))
+
     np.testing.assert_allclose(logit(both[:, 3:]), logit(scores) - logit(wide), rtol=1e-4, atol=1e-4)
     y = np.array([[1, 0, 1], [0, 0, 1]], dtype=np.float32)
-    bce = lambda p: np.asarray(keras.losses.binary_crossentropy(y, p)).mean()
+
+    def bce(p):
+        return np.asarray(keras.losses.binary_crossentropy(y, p)).mean()
+
     loss = make_loss(0.0, None, 0.5)
     np.testing.assert_allclose(np.mean(loss(y, both)), bce(both[:, :3]) + 0.5 * bce(both[:, 3:]), rtol=1e-5)
     np.testing.assert_allclose(np.mean(loss(y, scores)), bce(scores), rtol=1e-5)

@@ -12,6 +12,7 @@ optuna = pytest.importorskip("optuna")
 
 
 from cli_helpers import run_cli, run_script
+
 from multifield.config import ATTENTION_ENCODERS, Config, config_from_dict, load_config, write_config
 from multifield.model import ATTENTION_HEADS, RECURRENT_UNITS
 from multifield.tuning import DEEP_LOSS_WEIGHTS, EMBEDDING_SIZES, HIDDEN_SIZES, suggest_config, trials_table, tune

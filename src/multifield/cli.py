@@ -249,7 +249,8 @@ def tune(
 ):
     """Search hyper-parameters with Optuna (TPE, median pruning) and write the best config, ready to train.
 
-    A trial trains the config with sampled sizes, cells, attention heads, hidden layer size, optimizer, learning rate, schedule, dropouts, positive weights and batch size; its score is its best epoch's validation micro-F1.
+    A trial trains the config with sampled sizes, cells, attention heads, hidden layer size, optimizer, learning rate,
+    schedule, dropouts, positive weights and batch size; its score is its best epoch's validation micro-F1.
 
     Example: multifield tune configs/movies.toml --train data/train.jsonl --valid data/valid.jsonl --trials 30 --out runs/best.toml
     """
@@ -295,7 +296,8 @@ def serve(
     """
     from pydantic import ValidationError
 
-    from multifield.server import ServerSettings, serve as run_server
+    from multifield.server import ServerSettings
+    from multifield.server import serve as run_server
 
     try:
         sizes = tuple(int(size) for size in batch_sizes.split(","))

@@ -19,8 +19,8 @@ from multifield.data.io import read_table
 from multifield.data.split import hash_bucket
 from multifield.data.stream import StreamingBatches, iter_chunks
 from multifield.data.stream_source import fit_streaming
-from multifield.inference import Predictor
 from multifield.errors import DataError
+from multifield.inference import Predictor
 
 
 def small_config(**field_overrides):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import multifield
-from multifield.explain.attention_check import attention_check, describe, without_positions
 from multifield.config import config_from_dict
+from multifield.explain.attention_check import attention_check, describe, without_positions
 from multifield.inference import Predictor
 from multifield.model import attention_output
 

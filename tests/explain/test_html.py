@@ -9,6 +9,7 @@ from explain_helpers import shown_words
 
 from multifield.explain import attention_heads, field_html, label_rows, report_html, word_spans
 
+
 def test_everything_is_escaped():
     record = {"id": "<b>x</b>", "title": "<script>alert(1)</script>", "plot": "A <script>alert('x')</script> plot",
               "genres": ["Drama"]}

@@ -17,7 +17,8 @@ def test_predict_attention_sums_to_one_and_explain_shows_the_same_weights(traine
     report = tmp_path / "report.html"
     result = runner.invoke(app, ["predict", str(trained_bundle), "--input", str(movie_files["test"]), "--output", str(predictions), "--attention"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["explain", str(trained_bundle), "--input", str(movie_files["test"]), "--out", str(report), "--limit", "5", "--png", str(tmp_path / "png")])
+    arguments = ["--input", str(movie_files["test"]), "--out", str(report), "--limit", "5", "--png", str(tmp_path / "png")]
+    result = runner.invoke(app, ["explain", str(trained_bundle), *arguments])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     for row in rows:  # every attention field of every record: weights sum to 1 (an empty field has none)

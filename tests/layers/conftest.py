@@ -9,9 +9,10 @@ if importlib.util.find_spec("multifield") is None:
     # Not installed (no `pip install -e .` yet): read it from the src layout.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src"))
 
-import multifield  # noqa: E402,F401  (sets KERAS_BACKEND=jax where the user set none)
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+import multifield  # noqa: E402,F401  (sets KERAS_BACKEND=jax where the user set none)
 
 
 @pytest.fixture

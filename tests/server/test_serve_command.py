@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_helpers import free_port
 from typer.testing import CliRunner
 
 from multifield.cli import app as cli
 from multifield.errors import BundleError
 from multifield.server import create_app
-from server_helpers import free_port
 
 EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
 JSON = {"content-type": "application/json"}

@@ -7,8 +7,9 @@ import json
 import threading
 import time
 
-import multifield
 from server_helpers import assert_close, model_held, read_records
+
+import multifield
 
 
 def predict(client, records, attention=False):

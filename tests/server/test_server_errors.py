@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
+from server_helpers import assert_error_body, model_held
 
 from multifield.server.body_limit import BodyLimitMiddleware
 from multifield.server.settings import ServerSettings
-from server_helpers import assert_error_body, model_held
 
 GOOD = {"records": [{"id": "ok", "plot": "A detective hunts a killer."}]}
 

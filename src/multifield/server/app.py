@@ -17,8 +17,8 @@ from multifield.compilation_cache import enable_compilation_cache
 from multifield.errors import MultifieldError
 from multifield.server.api_docs import add_docs_routes
 from multifield.server.body_limit import BodyLimitMiddleware
-from multifield.server.micro_batcher import MicroBatcher, Overloaded
 from multifield.server.logs import log_to_console
+from multifield.server.micro_batcher import MicroBatcher, Overloaded
 from multifield.server.page import add_page_routes
 from multifield.server.schemas import (
     ErrorResponse,

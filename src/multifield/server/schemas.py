@@ -11,6 +11,7 @@ from multifield.config import Config
 from multifield.data.text import as_items
 from multifield.server.settings import ServerSettings
 
+
 def _text(max_chars: int):
     # pydantic refuses a string holding an unpaired surrogate ("\ud800"), which the tokenizers could not read.
     return Annotated[StrictStr, StringConstraints(max_length=max_chars)]

@@ -32,8 +32,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from multifield.errors import CheckpointError, MultifieldError
 from multifield.data.in_memory import update_digest
+from multifield.errors import CheckpointError, MultifieldError
 from multifield.files import atomic_writer, leftover_temporaries
 
 FORMAT_VERSION = 1
