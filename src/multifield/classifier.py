@@ -336,7 +336,7 @@ class MultiFieldClassifier:
 
     def _encoded(self, table: Table) -> _EncodedRecords:
         values = field_values(self.config_, table)
-        ids = [record.get(self.config_.id_field) for record in table.records]
+        ids = record_ids(self.config_, table, check=False)
         return _EncodedRecords(ids, values, self.encoder_.encode_values(values))
 
     def _records_of(self, encoded: _EncodedRecords, attention: bool) -> list[dict]:

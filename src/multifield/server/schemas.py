@@ -54,12 +54,12 @@ def record_models(config: Config, settings: ServerSettings) -> tuple[type[BaseMo
     """The ``Record`` and ``PredictRequest`` models of a config, with the limits of ``settings``."""
     limit = settings.max_field_chars
     allowed = allowed_values(config, settings)
-    definitions: dict[str, Any] = {
-        "record_id": (
+    definitions: dict[str, Any] = {}
+    if config.id_field not in config.fields:  # an id that is also a field is read (and echoed) as that field
+        definitions["record_id"] = (
             Optional[Union[_text(limit), StrictInt]],
             Field(None, alias=config.id_field, description=f"The record's id, {allowed[config.id_field]}."),
         )
-    }
     example: dict[str, Any] = {config.id_field: "r1"}
     for index, (name, field) in enumerate(config.fields.items()):
         reads = f"the first {field.max_tokens} {'words' if field.kind == 'text' else 'items'} are read, the rest ignored"
