@@ -31,6 +31,9 @@ class _FieldBase(_Strict):
     kind: Literal["text", "items"] = Field(
         "text", description='"text": a string, tokenized into words; "items": a list, each whole item one token.'
     )
+    delimiter: str = Field(
+        "|", min_length=1, description='"items": separator of the items of a value given as one string ("Ann|Bob").'
+    )
     max_tokens: int = Field(128, ge=1, le=100_000, description="Tokens kept per record (the rest is truncated).")
     vocabulary_size: int = Field(20_000, ge=3, description="Largest vocabulary, special tokens included.")
     min_count: int = Field(2, ge=1, description="A token must occur this often in training to get an id.")

@@ -77,7 +77,7 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
     for index, record in enumerate(table.records):
         for name, field in config.fields.items():
             try:
-                value, note = coerce_field(record.get(name), field.kind, table.format)
+                value, note = coerce_field(record.get(name), field.kind, table.format, field.delimiter)
             except ValueError as error:
                 raise DataError(str(error), table.path, table.where(index), name, table.line_kind) from None
             if note:
@@ -87,7 +87,9 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
     return values
 
 
-def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | list[str], str | None]:
+def coerce_field(
+    value, kind: str, file_format: str = "records", delimiter: str = "|"
+) -> tuple[str | list[str], str | None]:
     """A field's value as a string (``kind="text"``) or a list of strings (``"items"``), and a note when
     a value of another type was converted because its meaning is clear. Raises ``ValueError``."""
     size = _size(value)
@@ -102,8 +104,8 @@ def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | 
         return as_text(value), note
     if isinstance(value, str) and value.strip() and not value.strip().startswith("[") and file_format != "csv":
         # In CSV every value is a string; elsewhere a list was expected.
-        note = "a string where a list is expected is split on '|'"
-    return as_items(value), note
+        note = f"a string where a list is expected is split on {delimiter!r}"
+    return as_items(value, delimiter), note
 
 
 def _size(value) -> int:
@@ -271,7 +273,7 @@ def _record_problem(
         return BadRow(line, problem, config.id_field)
     for name, field in config.fields.items():
         try:
-            value, note = coerce_field(record.get(name), field.kind, file_format)
+            value, note = coerce_field(record.get(name), field.kind, file_format, field.delimiter)
         except ValueError as error:
             return BadRow(line, str(error), name)
         if note:
