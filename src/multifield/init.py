@@ -194,7 +194,7 @@ def profile_labels(table: Table, name: str) -> Labels:
     lists = sum(isinstance(value, (list, tuple)) for value in values)
     json_arrays = sum(_json_list(value) is not None for value in values)
     strings = [value for value in values if isinstance(value, str) and value.strip() and _json_list(value) is None]
-    delimiter, delimiter_share, how = "|", 0.0, ""
+    delimiter, delimiter_share = "|", 0.0
     shares = {candidate: _share(sum(candidate in value for value in strings), len(strings)) for candidate in LABEL_DELIMITERS}
     best = max(LABEL_DELIMITERS, key=lambda candidate: shares[candidate])
     if strings and shares[best] > 0:
@@ -226,15 +226,17 @@ def profile_labels(table: Table, name: str) -> Labels:
     kinds = {"list": lists, "JSON-array string": json_arrays, "delimited string": len(strings)}
     label_format = max(kinds, key=lambda kind: kinds[kind])
     if label_format == "delimited string" and delimiter_share == 0:
-        label_format, how = "single", " (no delimiter in any value)"
-    evidence = ", ".join(f"{kind}s in {_percent(_share(count, total))}" for kind, count in kinds.items() if count)
-    evidence = evidence or f"no value in {total:,} records"
-    if strings and delimiter_share:
-        evidence += f"; {delimiter!r} in {_percent(delimiter_share)} of the strings"
+        label_format = "single"
+    shown = {"list": "lists", "JSON-array string": "JSON-array strings", "delimited string": "other strings"}
+    evidence = ", ".join(f"{shown[kind]} in {_percent(_share(count, total))}" for kind, count in kinds.items() if count)
+    if strings:
+        found = f"{delimiter!r} in {_percent(delimiter_share)} of them" if delimiter_share else "no delimiter in any"
+        evidence += f" ({found})"
     evidence += (
-        f"{how}; {stats['distinct']:,} labels, {stats['per_record']:.2f} a record"
+        f"; {stats['distinct']:,} labels, {stats['per_record']:.2f} a record"
         + (f", {stats['rare']:,} seen fewer than 3 times" if stats["rare"] else "")
         + (f", {stats['without']:,} records without any" if stats["without"] else "")
+        + (f"; {absent:,} records lack the column (train refuses them without --skip-bad-rows)" if absent else "")
     )
     return Labels(name, label_format, delimiter, evidence, stats)
 
@@ -284,10 +286,19 @@ def profile_column(table: Table, name: str) -> Column:
             name, "numbers", f"numbers in {_percent(_share(numbers, len(present)))} of values, {distinct:,} distinct{missing_note}",
             "left out: numbers are not text (a text model would read them as words)", stats=stats,
         )
+    # A few numbers among strings are read as text, as training reads them.
+    present = [str(value) if _is_number(value) and not isinstance(value, str) else value for value in present]
     lists = [value for value in present if isinstance(value, (list, tuple))]
     lists += [parsed for parsed in (_json_list(value) for value in present) if parsed is not None]
     if len(lists) >= 0.5 * len(present):
-        return _items_column(name, present, lists, None, stats, missing_note)
+        if not all(isinstance(item, str) for items in lists for item in items):
+            return Column(name, "lists of non-strings", "lists whose items are not all strings", "left out: not text", stats=stats)
+        item_tokens = [_tokens(item) for items in lists for item in items if item.strip()]
+        if not item_tokens or np.median(item_tokens) <= 4:
+            return _items_column(name, present, lists, None, stats, missing_note)
+        # Lists of sentences or paragraphs (reviews, comments): a text field reads a list as its items joined.
+        present = [" ".join(value) if isinstance(value, (list, tuple)) else value for value in present]
+        missing_note = f"; lists of texts (median item {np.median(item_tokens):g} tokens), read joined" + missing_note
     if not all(isinstance(value, str) for value in present):
         kinds = sorted({type(value).__name__ for value in present if not isinstance(value, str)})
         return Column(name, "mixed", f"values of type {', '.join(kinds)} among the strings", "left out: not text", stats=stats)
@@ -319,12 +330,16 @@ def profile_column(table: Table, name: str) -> Column:
     median, p95 = float(np.median(lengths)), float(np.percentile(lengths, 95, method="higher"))
     stats.update(median_tokens=median, p95_tokens=p95)
     if unique <= 0.2 and median <= 4 and distinct <= max(50, 0.05 * len(present)):
-        stats["items"] = 1
-        field_config = _items_field(1)
+        max_tokens = _round_up(p95, 1, 1, 8)
+        field_config = {
+            "kind": "text", "encoder": "pooled", "pooling": "max_mean", "max_tokens": max_tokens, "min_count": 2,
+            "embedding_dim": 16, "embedding_dropout": 0.3, "field_dropout": 0.3, "wide": True, "wide_pooling": "tfidf",
+        }
         return Column(
             name, "category", f"{distinct:,} distinct values in {len(present):,} (median {median:g} tokens){missing_note}",
-            "items field, the whole value one token (pooled, wide TF-IDF)", field_config,
-            "A category: the whole value is one token, pooled; its wide part is a linear model over the values.",
+            f"pooled words, max_tokens {max_tokens}", field_config,
+            f"A category ({distinct:,} values): its words pooled; the wide part is a linear model over them. "
+            f"max_tokens {max_tokens}: the 95th percentile ({p95:g}).",
             stats,
         )
     evidence = f"median {median:g} tokens, 95th percentile {p95:g}, {_percent(unique)} distinct{missing_note}"
@@ -377,10 +392,7 @@ def _items_field(max_tokens: int, delimiter: str | None = None) -> dict:
 
 
 def _items_column(name, present, lists, delimiter, stats, missing_note) -> Column:
-    counts = [len([item for item in items if isinstance(item, str) and item.strip()]) for items in lists]
-    strings = all(isinstance(item, str) for items in lists for item in items)
-    if not strings:
-        return Column(name, "lists of non-strings", "lists whose items are not all strings", "left out: not text", stats=stats)
+    counts = [len([item for item in items if item.strip()]) for items in lists]
     items = [item.strip() for items in lists for item in items if item.strip()]
     median, p95 = float(np.median(counts)), float(np.percentile(counts, 95, method="higher"))
     reuse = _share(len(set(items)), len(items))
@@ -454,6 +466,9 @@ def profile_file(
                 column.decision += "; also the id"
             else:
                 column.kind, column.decision = "id", f"the id; not a field ({column.kind})"
+        if column.field is not None and ("/" in name or "\\" in name):
+            # A field's name names its layers and its tokenizer's file in the bundle.
+            column.field, column.decision = None, "left out: a field's name cannot hold '/' or '\\' (rename the column)"
         columns.append(column)
     fields = [column for column in columns if column.field is not None]
     if not fields:
@@ -462,8 +477,13 @@ def profile_file(
         )
     if len(fields) == 1:  # blanking the only field leaves nothing to learn from
         fields[0].field["field_dropout"] = 0.0
+    if chosen_id is None:
+        # An id_field the file does not have: each record's line (row) number is its id.
+        chosen_id = "id"
+        while chosen_id in names:
+            chosen_id = f"{table.line_kind}_number" if chosen_id == "id" else f"{chosen_id}_"
     profile = Profile(
-        Path(path), table.format, len(table), complete, label_profile, chosen_id or "id", id_note, columns, len(table.skipped)
+        Path(path), table.format, len(table), complete, label_profile, chosen_id, id_note, columns, len(table.skipped)
     )
     if vectors is not None:
         _use_vectors(profile, table, Path(vectors))
