@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multifield.config import load_config
-from multifield.data.encoding import check_records, load_records
+from multifield.data.encoding import check_records, load_records, record_ids
 from multifield.data.io import read_table
 from multifield.errors import DataError, DataWarning
 
@@ -152,15 +152,21 @@ BAD_KINDS = ["json", "object", "utf8", "no_id", "type", "labels", "duplicate"]
 
 @st.composite
 def files_with_bad_rows(draw, min_bad=0):
-    """(bytes of a JSONL file, the line numbers of its bad rows): good rows with bad ones in between."""
+    """(bytes of a JSONL file, the line numbers of its bad rows, the ids of its good rows): good rows with bad ones
+    in between. In a file where no record has an id, a record without one is good: its line is its id."""
     plan = draw(st.lists(st.sampled_from(["good"] * 3 + BAD_KINDS), min_size=1, max_size=25))
     if sum(kind != "good" for kind in plan) < min_bad:
         plan = plan + ["json"]
+    plan = ["json" if kind == "duplicate" and "good" not in plan[:number] else kind for number, kind in enumerate(plan)]
+    id_column = any(kind in ("good", "type", "labels", "duplicate") for kind in plan)
+    if not id_column and all(kind in ("no_id", "good") for kind in plan) and min_bad:
+        plan = plan + ["json"]
     lines, bad, good_ids = [], [], []
     for number, kind in enumerate(plan, start=1):
-        if kind == "duplicate" and not good_ids:
-            kind = "json"
-        if kind == "good":
+        if kind == "no_id" and not id_column:
+            good_ids.append(number)
+            lines.append(_bad_jsonl_line(kind, number, None))
+        elif kind == "good":
             good_ids.append(f"g{number}")
             lines.append(json.dumps(record(number, id=f"g{number}")).encode())
         else:
@@ -184,7 +190,7 @@ def test_reading_finds_exactly_the_bad_rows(small_config_path, tmp_path, case):
             assert error.value.line == bad[0] and f"line {bad[0]}" in str(error.value) and "\n" not in str(error.value)
         if good_ids:
             table = load_records(path, config, labels=True, skip_bad_rows=True)
-            assert [r["id"] for r in table.records] == good_ids
+            assert record_ids(config, table) == good_ids
             assert [row.line for row in table.skipped] == bad
         else:
             with pytest.raises(DataError, match="none of its records is usable"):

@@ -93,7 +93,7 @@ def test_threshold_shrinkage_error_is_one_clear_message(tmp_path):
 
 
 def test_a_field_cannot_be_the_label_key(tmp_path):
-    with pytest.raises(ConfigError, match="also the id or label key"):
+    with pytest.raises(ConfigError, match="also the label key"):
         load_config(write(tmp_path, '[labels]\nfield = "plot"\n[fields.plot]\nencoder = "pooled"\n'))
 
 

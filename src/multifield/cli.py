@@ -1,4 +1,4 @@
-"""The ``multifield`` command line: train, evaluate, predict, explain, tune, serve and demo.
+"""The ``multifield`` command line: train, evaluate, predict, explain, tune, serve, demo and init.
 
 A mistake in the user's input ends the command with one line on stderr and exit code 2; ``--debug``
 shows the traceback instead. Each command imports the modules it runs when it runs: they load Keras and
@@ -312,6 +312,49 @@ def serve(
         raise MultifieldError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     run_server(model_dir, settings, host=host, port=port, workers=workers, access_log=access_log,
                announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+
+
+@app.command()
+@user_errors
+def init(
+    data: Path = typer.Argument(..., help="A data file: JSONL, CSV or Parquet (optionally gzipped)."),
+    labels: str = typer.Option(..., "--labels", help="The column holding each record's labels."),
+    id_column: Optional[str] = typer.Option(
+        None, "--id", help="The column holding each record's unique id (default: 'id' if there is one; otherwise each "
+        "record's line number is its id). It may also be a text field."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="The config to write (default: DATA's name with .toml, here)."),
+    vectors: Optional[Path] = typer.Option(
+        None, "--vectors", help="A local GloVe or word2vec text file: text fields whose words it mostly holds start from it."
+    ),
+    sample: int = typer.Option(5000, "--sample", min=10, help="Records read from the start of the file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+):
+    """Profile a data file and write a commented config that trains well on it as it is.
+
+    Prints each column's kind (long or short text, items, category, numbers, id-like, constant, empty), the evidence
+    measured on the sample and what the config does with it.
+
+    Example: multifield init questions.csv --labels tags --out questions.toml
+    """
+    from multifield.init import decisions_table, profile_file, write_config
+
+    profile = profile_file(data, labels, id_column, sample=sample, vectors=vectors)
+    out = out or Path(data.name.split(".")[0] + ".toml")
+    console = Console()
+    console.print(decisions_table(profile))
+    console.print(f"id: {profile.id_note}", highlight=False, soft_wrap=True)
+    if profile.left_out:
+        left_out = ", ".join(f"{column.name} ({column.kind})" for column in profile.left_out)
+        console.print(f"left out: {left_out}", highlight=False, soft_wrap=True)
+    if profile.bad_rows:
+        err_console.print(
+            f"[yellow]note:[/] {data}: {profile.bad_rows} bad records in the sample were not profiled; "
+            "train refuses them unless --skip-bad-rows is given", highlight=False, soft_wrap=True,
+        )
+    write_config(profile, out, overwrite=overwrite)
+    console.print(f"config written to {out}; train it: multifield train {out} --train {data} --out runs/{out.stem}",
+                  highlight=False, soft_wrap=True)
 
 
 def run():  # pragma: no cover - console entry point

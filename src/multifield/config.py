@@ -39,6 +39,9 @@ class _FieldBase(_Strict):
     kind: Literal["text", "items"] = Field(
         "text", description='"text": a string, tokenized into words; "items": a list, each whole item one token.'
     )
+    delimiter: str = Field(
+        "|", min_length=1, description='"items": separator of the items of a value given as one string ("Ann|Bob").'
+    )
     max_tokens: int = Field(128, ge=1, le=100_000, description="Tokens kept per record (the rest is truncated).")
     vocabulary_size: int = Field(20_000, ge=3, description="Largest vocabulary, special tokens included.")
     min_count: int = Field(2, ge=1, description="A token must occur this often in training to get an id.")
@@ -210,7 +213,12 @@ class TrainingConfig(_Strict):
 
 class Config(_Strict):
     name: str = Field("model", min_length=1, description="Name of the run.")
-    id_field: str = Field("id", min_length=1, description="The record key holding a unique id.")
+    id_field: str = Field(
+        "id",
+        min_length=1,
+        description="The record key holding a unique id; it may also be a field. A file without this column "
+        "gives each record its line (row) number as id.",
+    )
     fields: dict[str, FieldConfig] = Field(description="Input fields, in order, with their encoders.")
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -219,9 +227,9 @@ class Config(_Strict):
     def _check_fields(self) -> "Config":
         if not self.fields:
             raise ValueError("at least one field is needed under [fields]")
-        for name in self.fields:
-            if name in (self.labels.field, self.id_field):
-                raise ValueError(f"field {name!r} is also the id or label key")
+        # A field may also be the id (a title that names its record); it cannot be the labels it predicts.
+        if self.labels.field in self.fields:
+            raise ValueError(f"field {self.labels.field!r} is also the label key")
         return self
 
     def attention_fields(self) -> list[str]:

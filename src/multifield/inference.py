@@ -19,7 +19,7 @@ import numpy as np
 from multifield.bundle import Bundle, load_bundle
 from multifield.config import Config
 from multifield.data.batches import predict_in_buckets, sort_field
-from multifield.data.encoding import RecordEncoder, checked_tables, field_values
+from multifield.data.encoding import RecordEncoder, checked_tables, field_values, record_ids
 from multifield.data.io import Table, as_table, with_bad_rows, write_jsonl
 from multifield.data.prefetch import prefetched
 from multifield.model import attention_output
@@ -131,7 +131,7 @@ class Predictor:
     def encode(self, data) -> EncodedRecords:
         table = as_table(data)
         values = field_values(self.config, table)
-        ids = [record.get(self.config.id_field) for record in table.records]
+        ids = record_ids(self.config, table, check=False)
         return EncodedRecords(ids, values, self.encoder.encode_values(values))
 
     # -- records ---------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
     for index, record in enumerate(table.records):
         for name, field in config.fields.items():
             try:
-                value, note = coerce_field(record.get(name), field.kind, table.format)
+                value, note = coerce_field(record.get(name), field.kind, table.format, field.delimiter)
             except ValueError as error:
                 raise DataError(str(error), table.path, table.where(index), name, table.line_kind) from None
             if note:
@@ -87,7 +87,9 @@ def field_values(config: Config, table: Table) -> dict[str, list]:
     return values
 
 
-def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | list[str], str | None]:
+def coerce_field(
+    value, kind: str, file_format: str = "records", delimiter: str = "|"
+) -> tuple[str | list[str], str | None]:
     """A field's value as a string (``kind="text"``) or a list of strings (``"items"``), and a note when
     a value of another type was converted because its meaning is clear. Raises ``ValueError``."""
     size = _size(value)
@@ -102,8 +104,8 @@ def coerce_field(value, kind: str, file_format: str = "records") -> tuple[str | 
         return as_text(value), note
     if isinstance(value, str) and value.strip() and not value.strip().startswith("[") and file_format != "csv":
         # In CSV every value is a string; elsewhere a list was expected.
-        note = "a string where a list is expected is split on '|'"
-    return as_items(value), note
+        note = f"a string where a list is expected is split on {delimiter!r}"
+    return as_items(value, delimiter), note
 
 
 def _size(value) -> int:
@@ -152,11 +154,45 @@ def _id_problem(value) -> str | None:
     return None
 
 
-def record_ids(config: Config, table: Table) -> list:
+# What ``table.notes`` (shared by the chunks of one file) remembers about where a file's ids come from.
+_ID_COLUMN, _ID_POSITIONS = "has an id column", "ids are positions"
+
+
+def ids_from_positions(config: Config, table: Table) -> bool:
+    """Whether the records of ``table`` take their line (JSONL, CSV) or row (Parquet, DataFrame) number as
+    their id: the file has no id column at all. A record list given in Python (the server's requests) keeps
+    its ids as they are. Decided on a file's first chunk, kept for the others, and said once (``DataWarning``)."""
+    key = config.id_field
+    if table.line_kind == "record" or (key, _ID_COLUMN) in table.notes:
+        return False
+    if (key, _ID_POSITIONS) in table.notes:
+        return True
+    if not table.records:
+        return False
+    if any(key in record for record in table.records):
+        table.notes.add((key, _ID_COLUMN))
+        return False
+    table.notes.add((key, _ID_POSITIONS))
+    warnings.warn(
+        DataWarning(f"{table.path}: no {key!r} column: each record's id is its {table.line_kind} number"), stacklevel=3
+    )
+    return True
+
+
+def _position(table: Table, index: int) -> int:
+    return table.lines[index] if table.lines else index + 1
+
+
+def record_ids(config: Config, table: Table, check: bool = True) -> list:
+    """Each record's id: its id field, or its line (row) number in a file without an id column. With
+    ``check``, a missing or malformed id raises a ``DataError``; without, it is given as it is (None when
+    absent)."""
+    if ids_from_positions(config, table):
+        return [_position(table, index) for index in range(len(table))]
     ids = []
     for index, record in enumerate(table.records):
         value = record.get(config.id_field)
-        problem = _id_problem(value)
+        problem = _id_problem(value) if check else None
         if problem:
             raise DataError(problem, table.path, table.where(index), config.id_field, table.line_kind)
         ids.append(value)
@@ -187,7 +223,8 @@ def check_records(
 ) -> Table:
     """The records of ``table`` that can be used: each has an id (unique in the file), fields that are a
     string or a list of strings (numbers in text fields are converted, and said once), no field over
-    ``MAX_FIELD_CHARS`` and, with ``labels``, labels in a known format.
+    ``MAX_FIELD_CHARS`` and, with ``labels``, labels in a known format. In a file without an id column,
+    each record's id is its line (row) number (``ids_from_positions``).
 
     The first bad record (of the table's own ``skipped`` ones too) raises a ``DataError`` naming the file,
     the line and the field; with ``skip_bad_rows`` bad records are left out and listed in the result's
@@ -197,12 +234,13 @@ def check_records(
     values: dict[tuple[str, str], list] = {(name, field.kind): [] for name, field in config.fields.items()}
     seen = {} if seen is None else seen
     notes: dict[tuple[str, str], list[int]] = {}
+    positions = ids_from_positions(config, table)
     for index, record in enumerate(table.records):
         line = table.where(index)
-        record_id = record.get(config.id_field)
+        record_id = _position(table, index) if positions else record.get(config.id_field)
         coerced: list = []
-        problem = _record_problem(config, record, labels, notes, line, table.format, coerced)
-        if problem is None and record_id in seen:
+        problem = _record_problem(config, record, labels, notes, line, table.format, coerced, check_id=not positions)
+        if problem is None and not positions and record_id in seen:
             problem = BadRow(line, f"duplicate id {record_id!r} (first seen on {table.line_kind} {seen[record_id]})", config.id_field)
         if problem is not None:
             problem.id = record_id if isinstance(record_id, (str, int)) and not isinstance(record_id, bool) else None
@@ -226,15 +264,16 @@ def check_records(
 
 
 def _record_problem(
-    config: Config, record: dict, labels: bool, notes: dict, line, file_format: str, coerced: list
+    config: Config, record: dict, labels: bool, notes: dict, line, file_format: str, coerced: list,
+    check_id: bool = True,
 ) -> BadRow | None:
     """What is wrong with a record, or None; its fields' coerced values are appended to ``coerced``."""
-    problem = _id_problem(record.get(config.id_field))
+    problem = _id_problem(record.get(config.id_field)) if check_id else None
     if problem:
         return BadRow(line, problem, config.id_field)
     for name, field in config.fields.items():
         try:
-            value, note = coerce_field(record.get(name), field.kind, file_format)
+            value, note = coerce_field(record.get(name), field.kind, file_format, field.delimiter)
         except ValueError as error:
             return BadRow(line, str(error), name)
         if note:

@@ -29,9 +29,9 @@ def _items_list(max_chars: int):
     return Annotated[list[_text(max_chars)], Field(max_length=max_chars), AfterValidator(within_limit)]
 
 
-def _items_string(value: str) -> list[str]:
-    """An items field given as one string is read as the data files read it: a JSON array or '|'-delimited."""
-    return as_items(value)
+def _items_string(delimiter: str):
+    """An items field given as one string is read as the data files read it: a JSON array or delimited."""
+    return AfterValidator(lambda value: as_items(value, delimiter))
 
 
 def allowed_values(config: Config, settings: ServerSettings) -> dict[str, str]:
@@ -45,7 +45,7 @@ def allowed_values(config: Config, settings: ServerSettings) -> dict[str, str]:
             allowed[name] = f"a string of at most {limit} characters, or null"
         else:
             allowed[name] = (
-                f"a list of strings, a JSON-array string or a '|'-delimited string, or null; "
+                f"a list of strings, a JSON-array string or a {field.delimiter!r}-delimited string, or null; "
                 f"at most {limit} characters (counting one per item)"
             )
     return allowed
@@ -55,12 +55,12 @@ def record_models(config: Config, settings: ServerSettings) -> tuple[type[BaseMo
     """The ``Record`` and ``PredictRequest`` models of a config, with the limits of ``settings``."""
     limit = settings.max_field_chars
     allowed = allowed_values(config, settings)
-    definitions: dict[str, Any] = {
-        "record_id": (
+    definitions: dict[str, Any] = {}
+    if config.id_field not in config.fields:  # an id that is also a field is read (and echoed) as that field
+        definitions["record_id"] = (
             Optional[Union[_text(limit), StrictInt]],
             Field(None, alias=config.id_field, description=f"The record's id, {allowed[config.id_field]}."),
         )
-    }
     example: dict[str, Any] = {config.id_field: "r1"}
     for index, (name, field) in enumerate(config.fields.items()):
         reads = f"the first {field.max_tokens} {'words' if field.kind == 'text' else 'items'} are read, the rest ignored"
@@ -68,7 +68,7 @@ def record_models(config: Config, settings: ServerSettings) -> tuple[type[BaseMo
             annotation = Optional[_text(limit)]
             example[name] = f"Some {name} text."
         else:
-            annotation = Optional[Union[_items_list(limit), Annotated[_text(limit), AfterValidator(_items_string)]]]
+            annotation = Optional[Union[_items_list(limit), Annotated[_text(limit), _items_string(field.delimiter)]]]
             example[name] = [f"first {name} item", f"second {name} item"]
         definitions[f"field_{index}"] = (
             annotation,
