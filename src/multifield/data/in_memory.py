@@ -24,6 +24,10 @@ class InMemoryRecords:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The id matrices and the label matrix."""
+        return self.inputs, self.labels
+
     def label_totals(self) -> tuple[np.ndarray, int]:
         """Per-label positive counts and the number of records."""
         return np.asarray(self.labels).sum(axis=0), len(self.labels)

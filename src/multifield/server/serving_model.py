@@ -188,7 +188,7 @@ class ServingModel:
         labels = list(self.predictor.labels)
         config_dict = config.to_toml_dict()
         for field in config_dict.get("fields", {}).values():
-            if "embeddings" in field:  # a path on the server's disk: its file name says enough
+            if field.get("embeddings", {}).get("path"):  # a path on the server's disk: its file name says enough
                 field["embeddings"]["path"] = Path(field["embeddings"]["path"]).name
         return _finite(
             {

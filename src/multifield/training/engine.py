@@ -27,9 +27,10 @@ from multifield.thresholds import choose_shrinkage, tune_thresholds
 from multifield.training.callbacks import EpochCheckpoint, NanGuard, RichProgress, ValidationMonitor, close_progress
 from multifield.training.checkpoint import Checkpoint, open_checkpoint
 from multifield.training.datasets import TrainingSet
-from multifield.training.distribution import training_batches
+from multifield.training.distribution import current_plan, training_batches
 from multifield.training.losses import make_loss, positive_weights
 from multifield.training.optim import make_optimizer
+from multifield.training.wide_solver import fit_wide_part, supported
 
 
 @dataclass
@@ -175,6 +176,8 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
         data.y_valid,
         patience=None if run.epochs else training.patience,
         min_labels=training.min_labels,
+        # A linear part solved by logistic regression is the model to beat: the deep part is kept only if it does.
+        keep_start=bool(wide_history) and wide_history.get("solver") == "logistic",
     )
     callbacks = [monitor] + ([RichProgress(total_epochs, len(batches), run.console)] if run.verbose else [])
     callbacks += run.callbacks
@@ -187,11 +190,26 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
 
 def _train_wide_stage(run: _Run, member: int, full_model, loss, seed: int) -> dict | None:
     """Fit the linear (wide) part alone, then freeze it, so that the deep part learns a correction of it and
-    the network never knows less than the linear model. Its monitor's history; None without a wide part."""
+    the network never knows less than the linear model. Its history; None without a wide part."""
     config, data, training = run.config, run.data, run.config.training
-    wide_model = wide_scores_model(full_model) if training.wide_epochs > 0 else None
-    if wide_model is None:
+    if training.wide_epochs <= 0 or wide_scores_model(full_model) is None:
         return None
+    if training.wide_solver == "logistic":
+        reason = supported(config) or ("the training records are streamed" if data.train.arrays() is None else None)
+        reason = reason or ("training is distributed" if current_plan() is not None else None)
+        if reason is None:
+            inputs, labels = data.train.arrays()
+            history = fit_wide_part(full_model, config, inputs, labels, data.x_valid, data.y_valid, run.console)
+            set_wide_trainable(full_model, False)
+            run.console.print("deep part on top of it, kept where it beats the linear part on validation")
+            return history
+        run.console.print(f'[yellow]note:[/] wide_solver = "logistic" is not used ({reason}); the wide part is trained with adam')
+    return _train_wide_with_adam(run, member, full_model, loss, seed)
+
+
+def _train_wide_with_adam(run: _Run, member: int, full_model, loss, seed: int) -> dict:
+    config, data, training = run.config, run.data, run.config.training
+    wide_model = wide_scores_model(full_model)
     wide_model.compile(optimizer=keras.optimizers.Adam(training.wide_learning_rate), loss=loss)
     monitor = ValidationMonitor(
         lambda: model_scores(wide_model, data.x_valid, config),
