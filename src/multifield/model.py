@@ -25,7 +25,14 @@ from multifield.config import (
     RNNAttentionFieldConfig,
     encoder_name,
 )
-from multifield.layers import AttentionPooling, FieldDropout, IdfPooling, MaskedGlobalPooling, RecurrentAttentionEncoder
+from multifield.layers import (
+    AttentionPooling,
+    FieldDropout,
+    IdfPooling,
+    LogitBlend,
+    MaskedGlobalPooling,
+    RecurrentAttentionEncoder,
+)
 
 __all__ = [
     "ATTENTION_HEADS",
@@ -33,7 +40,9 @@ __all__ = [
     "RECURRENT_UNITS",
     "EncoderKind",
     "attention_output",
+    "blends_logits",
     "build_model",
+    "deep_scores_model",
     "encoder_kind",
     "ensemble_model",
     "register_encoder",
@@ -211,10 +220,17 @@ def build_model(
             )
 
     # === Head: the deep part's logits, plus the wide part's ("wide & deep"), through a sigmoid ===
-    logits = _deep_logits(deep_parts, config, num_labels, zero_start=bool(wide_parts))
+    # A wide part solved by logistic regression is blended with a deep part trained on its own (LogitBlend: the
+    # regression's intercepts, and the deep logits' weight chosen on validation); otherwise the deep part starts
+    # as a zero correction of the wide part's logits, trained with it.
+    blend = bool(wide_parts) and training.wide_solver == "logistic"
+    logits = _deep_logits(deep_parts, config, num_labels, zero_start=bool(wide_parts) and not blend)
     if wide_parts:
         wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
-        logits = keras.layers.Add(name="logits")([logits, wide_logits])
+        if blend:
+            logits = LogitBlend(num_labels, name="logits")([wide_logits, logits])
+        else:
+            logits = keras.layers.Add(name="logits")([logits, wide_logits])
     scores = keras.layers.Activation("sigmoid", dtype="float32", name="scores")(logits)
 
     # === Functional model ===
@@ -261,7 +277,6 @@ def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: 
     if training.hidden_units > 0:
         features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
-    # With a wide part, the deep part starts as a zero correction of the linear model's logits.
     return keras.layers.Dense(
         num_labels, kernel_initializer="zeros" if zero_start else "glorot_uniform", name="deep_logits"
     )(features)
@@ -299,10 +314,24 @@ def scores_model(model: keras.Model) -> keras.Model:
     return keras.Model(inputs=model.input, outputs=model.output["scores"], name=f"{model.name}_scores")
 
 
+def deep_scores_model(model: keras.Model) -> keras.Model:
+    """The deep part of a full model alone: the sigmoid of its own logits (sharing the full model's weights)."""
+    deep_scores = keras.layers.Activation("sigmoid", dtype="float32", name="deep_scores")(model.get_layer("deep_logits").output)
+    return keras.Model(inputs=model.input, outputs=deep_scores, name=f"{model.name}_deep")
+
+
+def blends_logits(model: keras.Model) -> bool:
+    """Whether the model's logits are a ``LogitBlend`` of a solved wide part and a deep part trained alone."""
+    return any(isinstance(layer, LogitBlend) for layer in model.layers)
+
+
 def training_model(model: keras.Model, deep_loss_weight: float) -> keras.Model:
-    """The model the deep stage trains: ``scores_model``, or with a ``deep_loss_weight`` and a wide part,
-    ``(batch, 2 * labels)``: the scores, then the deep part's own scores (the sigmoid of its logits alone),
-    for ``multifield.training.make_loss``'s second term. It shares the full model's weights."""
+    """The model the deep stage trains: the deep part alone when the logits are blended (``blends_logits``);
+    else ``scores_model``, or with a ``deep_loss_weight`` and a wide part, ``(batch, 2 * labels)``: the scores,
+    then the deep part's own scores (the sigmoid of its logits alone), for ``multifield.training.make_loss``'s
+    second term. It shares the full model's weights."""
+    if blends_logits(model):
+        return deep_scores_model(model)
     names = {layer.name for layer in model.layers}
     if deep_loss_weight <= 0 or "logits" not in names:
         return scores_model(model)

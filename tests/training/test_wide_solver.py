@@ -1,5 +1,5 @@
-"""The wide part fitted by logistic regression: its features are what the wide layers compute, the model it
-leaves is the regression, and the deep stage keeps it unless it beats it on validation."""
+"""The wide part fitted by logistic regression: its features are what the wide layers compute, the wide part it
+leaves is the regression, and the deep logits are weighed against it on validation."""
 
 import keras
 import numpy as np
@@ -7,9 +7,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from multifield.config import config_from_dict
-from multifield.model import build_model
-from multifield.training.callbacks import ValidationMonitor
-from multifield.training.wide_solver import C_GRID, fit_wide_part, supported, wide_features
+from multifield.model import blends_logits, build_model, training_model
+from multifield.training.wide_solver import BLEND_SCALES, C_GRID, choose_blend, fit_wide_part, supported, wide_features
 
 VOCABULARY = 12
 CONFIG = {
@@ -67,6 +66,7 @@ def test_the_fitted_model_is_the_logistic_regression_chosen_on_validation():
     x_train, y_train = toy_records(300, seed=2)
     x_valid, y_valid = toy_records(100, seed=3)
     history = fit_wide_part(model, config, x_train, y_train, x_valid, y_valid)
+    model.get_layer("logits").scale.assign(0.0)  # the regression alone
     assert history["solver"] == "logistic" and history["C"] in C_GRID
     assert [trial["C"] for trial in history["trials"]] == list(C_GRID)
     assert history["val_micro_f1"] == [max(trial["val_micro_f1"] for trial in history["trials"])]
@@ -88,20 +88,22 @@ def test_only_tfidf_wide_parts_are_solved():
     assert supported(config_from_dict(no_wide)) == "no field is wide"
 
 
-def test_the_monitor_keeps_the_starting_weights_unless_an_epoch_beats_them():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
-    start = [w.copy() for w in model.get_weights()]
-    y_valid = np.array([[1.0], [0.0], [1.0], [0.0]])
-    calls = []
+def test_the_deep_part_trains_alone_and_its_weight_is_chosen_on_validation():
+    config = config_from_dict(CONFIG)
+    model = model_of(config)
+    assert blends_logits(model)
+    deep_only = training_model(model, deep_loss_weight=1.0)
+    assert deep_only.output.shape[-1] == 3 and not any(layer.name.endswith("_wide") for layer in deep_only.layers)
+    x_train, y_train = toy_records(300, seed=2)
+    x_valid, y_valid = toy_records(100, seed=3)
+    fit_wide_part(model, config, x_train, y_train, x_valid, y_valid)
+    choice = choose_blend(model, config, x_valid, y_valid)
+    assert [trial["scale"] for trial in choice["trials"]] == list(BLEND_SCALES)
+    best = max(trial["val_micro_f1"] for trial in choice["trials"])
+    assert choice["scale"] == min(trial["scale"] for trial in choice["trials"] if trial["val_micro_f1"] == best)
+    assert float(model.get_layer("logits").scale.numpy()) == choice["scale"]
 
-    def validation_scores():  # perfect before training, wrong after every epoch
-        calls.append(len(calls))
-        return y_valid.astype(np.float32) if len(calls) == 1 else 1.0 - y_valid.astype(np.float32)
 
-    monitor = ValidationMonitor(validation_scores, y_valid, patience=None, keep_start=True)
-    x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
-    model.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=3, verbose=0, callbacks=[monitor])
-    assert monitor.best_epoch == -1 and len(calls) == 4
-    for got, want in zip(model.get_weights(), start):
-        np.testing.assert_array_equal(got, want)
+def test_without_the_logistic_solver_the_logits_are_added():
+    adam = {**CONFIG, "training": {"hidden_units": 0}}
+    assert not blends_logits(model_of(config_from_dict(adam)))

@@ -19,12 +19,10 @@ from multifield.training.optim import current_learning_rate
 class ValidationMonitor(keras.callbacks.Callback):
     """After each epoch (``validation_scores()`` giving the model's scores on the validation records):
     validation micro-F1 (at its best single threshold) and the learning rate go into
-    the logs; the best weights are kept; training stops after ``patience`` epochs without improvement. With
-    ``keep_start``, the weights before the first epoch compete as epoch 0."""
+    the logs; the best weights are kept; training stops after ``patience`` epochs without improvement."""
 
-    def __init__(self, validation_scores, y_valid, patience: int | None, min_labels: int = 0, keep_start: bool = False):
+    def __init__(self, validation_scores, y_valid, patience: int | None, min_labels: int = 0):
         super().__init__()
-        self.keep_start = keep_start
         self.validation_scores, self.y_valid = validation_scores, y_valid
         self.patience = patience
         self.min_labels = min_labels
@@ -33,12 +31,6 @@ class ValidationMonitor(keras.callbacks.Callback):
         self.best_epoch = -1
         self.best_weights = None
         self._epoch_started = 0.0
-
-    def on_train_begin(self, logs=None):
-        if self.keep_start and not self.history and self.best_weights is None:
-            # The weights before the first epoch compete too (best epoch 0): training must beat them.
-            _, self.best_score = best_global_threshold(self.y_valid, self.validation_scores(), self.min_labels)
-            self.best_weights = self.model.get_weights()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.perf_counter()

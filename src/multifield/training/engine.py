@@ -21,7 +21,14 @@ from multifield.data.vectors import embedding_matrices
 from multifield.explain.attention_check import attention_check, describe
 from multifield.inference import Predictor, model_scores
 from multifield.metrics import evaluate
-from multifield.model import build_model, ensemble_model, set_wide_trainable, training_model, wide_scores_model
+from multifield.model import (
+    blends_logits,
+    build_model,
+    ensemble_model,
+    set_wide_trainable,
+    training_model,
+    wide_scores_model,
+)
 from multifield.plots import learning_curves_png
 from multifield.thresholds import choose_shrinkage, tune_thresholds
 from multifield.training.callbacks import EpochCheckpoint, NanGuard, RichProgress, ValidationMonitor, close_progress
@@ -30,7 +37,7 @@ from multifield.training.datasets import TrainingSet
 from multifield.training.distribution import current_plan, training_batches
 from multifield.training.losses import make_loss, positive_weights
 from multifield.training.optim import make_optimizer
-from multifield.training.wide_solver import fit_wide_part, supported
+from multifield.training.wide_solver import choose_blend, fit_wide_part, supported
 
 
 @dataclass
@@ -169,20 +176,21 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
     model = training_model(full_model, training.deep_loss_weight)
     model.compile(optimizer=make_optimizer(training, len(batches)), loss=loss)
     total_epochs = run.epochs or training.max_epochs
-    # Validation predicts with the full model, as predict, explain and the attention check do: the
-    # functions compiled for the validation records serve them all.
+    # Validation predicts with the full model, as predict, explain and the attention check do (the functions
+    # compiled for the validation records serve them all), or with the deep part alone when it is trained alone.
+    validated = model if blends_logits(full_model) else full_model
     monitor = ValidationMonitor(
-        lambda: model_scores(full_model, data.x_valid, config),
+        lambda: model_scores(validated, data.x_valid, config),
         data.y_valid,
         patience=None if run.epochs else training.patience,
         min_labels=training.min_labels,
-        # A linear part solved by logistic regression is the model to beat: the deep part is kept only if it does.
-        keep_start=bool(wide_history) and wide_history.get("solver") == "logistic",
     )
     callbacks = [monitor] + ([RichProgress(total_epochs, len(batches), run.console)] if run.verbose else [])
     callbacks += run.callbacks
     fit_stage(model, batches, total_epochs, callbacks, monitor, run.checkpoint, member, "deep", full_model, wide_history is not None)
     history = dict(monitor.history, **({"wide_stage": wide_history} if wide_history is not None else {}))
+    if blends_logits(full_model):
+        history["blend"] = choose_blend(full_model, config, data.x_valid, data.y_valid, run.console)
     if run.checkpoint is not None:
         run.checkpoint.member_done(member, full_model, history, monitor.best_epoch + 1)
     return full_model, history, monitor.best_epoch + 1
@@ -201,7 +209,7 @@ def _train_wide_stage(run: _Run, member: int, full_model, loss, seed: int) -> di
             inputs, labels = data.train.arrays()
             history = fit_wide_part(full_model, config, inputs, labels, data.x_valid, data.y_valid, run.console)
             set_wide_trainable(full_model, False)
-            run.console.print("deep part on top of it, kept where it beats the linear part on validation")
+            run.console.print("deep part on its own, then blended with the regression on validation")
             return history
         run.console.print(f'[yellow]note:[/] wide_solver = "logistic" is not used ({reason}); the wide part is trained with adam')
     return _train_wide_with_adam(run, member, full_model, loss, seed)

@@ -1,10 +1,11 @@
 """The wide (linear) part fitted by logistic regression instead of by gradient steps: one-vs-rest logistic
 regression (scikit-learn's liblinear, balanced class weights, C chosen on validation micro-F1) on exactly the
-features the wide layers compute, a field's L2-normalised TF-IDF vector, written into those layers' weights.
+features the wide layers compute, a field's L2-normalised TF-IDF vector, written into those layers' weights and
+the intercepts of the model's ``LogitBlend``.
 
-The full model then starts as the TF-IDF + logistic regression model that is the usual baseline of text
-classification, and the deep part learns a correction of it: the deep part's logits start at zero (their
-kernel is zero-initialised; their bias takes the regression's intercepts).
+The wide part is then the TF-IDF + logistic regression model that is the usual baseline of text classification.
+The deep part is trained on its own, and ``choose_blend`` weighs its logits against the regression's on the
+validation records: a weight of 0 keeps the regression alone.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from multifield.config import Config
+from multifield.data.batches import predict_in_buckets, sort_field
+from multifield.inference import PREDICT_BATCH_SIZE, keras_call
 from multifield.thresholds import best_global_threshold
 
 C_GRID = (1.0, 4.0, 16.0)
+# Weights of the deep logits tried against the regression's (0: the regression alone).
+BLEND_SCALES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5)
 
 
 def tfidf_fields(config: Config) -> list[str]:
@@ -112,9 +117,31 @@ def _set_weights(model: keras.Model, names: list[str], coefficients: np.ndarray,
         rows = layer.get_weights()[0].shape[0]
         layer.set_weights([coefficients[start : start + rows].astype(np.float32)])
         start += rows
-    deep = model.get_layer("deep_logits")
-    kernel, _ = deep.get_weights()
-    deep.set_weights([kernel, intercepts.astype(np.float32)])
+    model.get_layer("logits").intercept.assign(intercepts.astype(np.float32))
 
 
-__all__ = ["C_GRID", "fit_wide_part", "supported", "tfidf_fields", "wide_features"]
+def choose_blend(model: keras.Model, config: Config, x_valid, y_valid, console=None) -> dict:
+    """Set the weight of the deep logits in the model's ``LogitBlend`` to the one of ``BLEND_SCALES`` with the best
+    validation micro-F1 (the smallest on a tie); the trials."""
+    blend = model.get_layer("logits")
+    wide, deep = blend.input
+    logits = predict_in_buckets(
+        keras_call(keras.Model(model.input, {"wide": wide, "deep": deep})), x_valid, PREDICT_BATCH_SIZE, sort_field(config)
+    )
+    base = np.asarray(logits["wide"], dtype=np.float64) + np.asarray(keras.ops.convert_to_numpy(blend.intercept))
+    trials = []
+    for scale in BLEND_SCALES:
+        scores = 1.0 / (1.0 + np.exp(-(base + scale * np.asarray(logits["deep"], dtype=np.float64))))
+        _, micro_f1 = best_global_threshold(y_valid, scores.astype(np.float32), config.training.min_labels)
+        trials.append({"scale": scale, "val_micro_f1": round(float(micro_f1), 4)})
+    best = max(trials, key=lambda trial: (trial["val_micro_f1"], -trial["scale"]))
+    blend.scale.assign(best["scale"])
+    if console is not None:
+        console.print(
+            f"deep logits weighed {best['scale']:g} against the regression's (validation micro-F1 {best['val_micro_f1']:.4f}; "
+            f"regression alone {trials[0]['val_micro_f1']:.4f})"
+        )
+    return {"scale": best["scale"], "trials": trials}
+
+
+__all__ = ["BLEND_SCALES", "C_GRID", "choose_blend", "fit_wide_part", "supported", "tfidf_fields", "wide_features"]
