@@ -193,3 +193,27 @@ def test_predict_file_streams_one_line_per_record(tmp_path, trained_bundle, movi
         predictor.predict_file(bad, tmp_path / "never.jsonl", chunk_records=30)
     assert not (tmp_path / "never.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "predictions.jsonl"]
+
+
+@pytest.mark.slow
+def test_the_logistic_wide_solver_needs_the_records_in_memory(movie_files):
+    import io
+
+    from rich.console import Console
+
+    from multifield import MultiFieldClassifier
+
+    config = small_config()
+    config.training.wide_solver = "logistic"
+    histories = {}
+    for stream in (False, True):
+        output = io.StringIO()
+        model = MultiFieldClassifier(config).fit(
+            movie_files["train"], movie_files["valid"], epochs=1, console=Console(file=output, width=200), stream=stream
+        )
+        histories[stream] = model.history_["wide_stage"]
+        said = output.getvalue()
+        assert ('"logistic" is not used (the training records are streamed)' in said) == stream
+        assert np.isfinite(model.predict_proba(movie_files["test"])).all()
+    assert histories[False]["solver"] == "logistic" and histories[False]["C"] > 0
+    assert "solver" not in histories[True] and len(histories[True]["val_micro_f1"]) == 1  # one Adam epoch instead
