@@ -10,7 +10,6 @@ writes the commented TOML, ``decisions_table`` shows what was decided and why.
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import math
 import os
@@ -24,9 +23,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from rich.table import Table as RichTable
 
-from multifield.config import VECTOR_PACKAGES, load_config
+from multifield.config import load_config
 from multifield.data.io import Table, iter_tables
 from multifield.data.labels import parse_labels
+from multifield.data.vectors import vector_package_files
 from multifield.errors import DataError, MultifieldError
 from multifield.files import write_text
 
@@ -536,20 +536,11 @@ def profile_file(
     )
     if vectors is not None:
         _use_vectors(profile, table, *_read_vector_words(Path(vectors)), path=Path(vectors))
-    elif installed_vector_package() is not None:
-        _use_vectors(profile, table, *installed_vector_package(), package=DEFAULT_VECTOR_PACKAGE)
+    elif (package := vector_package_files(DEFAULT_VECTOR_PACKAGE)) is not None:
+        # The general English vectors of ``pip install "multifield[vectors]"``, when it is installed.
+        words = set(pq.read_table(package[0]).column(0).to_pylist())
+        _use_vectors(profile, table, words, 50, "glove", package=DEFAULT_VECTOR_PACKAGE)
     return profile
-
-
-def installed_vector_package() -> tuple[set[str], int, str] | None:
-    """The words, size and format of the general English vectors (``glove-6b-50d``) when their package is
-    installed (``pip install "multifield[vectors]"``); None otherwise."""
-    try:
-        module = importlib.import_module(VECTOR_PACKAGES[DEFAULT_VECTOR_PACKAGE])
-    except ImportError:
-        return None
-    words = pq.read_table(Path(module.ROOT) / "glove_6B_index.parquet").column(0).to_pylist()
-    return set(words), 50, "glove"
 
 
 def _listed(names: list[str], shown: int = 12) -> str:

