@@ -180,3 +180,13 @@ def test_the_error_matrix_of_many_labels_shows_those_with_the_most_errors():
     assert "<td>tag-7</td><td>tag-250</td><td>40</td>" in body
     figure = body.split('src="data:image/png;base64,')[1].split('"')[0]
     assert png_height(base64.b64decode(figure)) < 1200
+
+
+def test_the_curves_of_a_blended_model_say_they_are_the_deep_parts_alone():
+    from multifield.report import curves_part
+
+    history = {"loss": [0.9, 0.8], "val_micro_f1": [0.3, 0.33], "learning_rate": [1e-3, 5e-4]}
+    plain = curves_part(history).body
+    blended = curves_part({**history, "blend": {"scale": 0.4, "trials": []}}).body
+    assert "deep part's alone" not in plain
+    assert "These curves are the deep part's alone" in blended and "with weight 0.4, chosen on validation" in blended

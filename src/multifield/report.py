@@ -259,9 +259,15 @@ def curves_part(history: dict) -> Part | None:
     histories = history.get("members") or ([history] if history.get("loss") else [])
     if not histories:
         return None
+    blend = history.get("blend")
+    blended = (
+        f" These curves are the deep part's alone: it is trained on its own, then its logits are added to the logistic "
+        f"regression's with weight {blend['scale']:g}, chosen on validation, which is the model the cards above score."
+        if blend else ""
+    )
     body = _img(learning_curves_png(histories), "learning curves") + (
         '<p class="note">Training loss per epoch (validation loss dashed), validation micro-F1 at the best single '
-        "threshold, and the learning rate at the end of each epoch. The weights of the best epoch are kept.</p>"
+        f"threshold, and the learning rate at the end of each epoch. The weights of the best epoch are kept.{blended}</p>"
     )
     return Part("curves", "Learning curves", body)
 

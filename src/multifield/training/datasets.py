@@ -78,9 +78,11 @@ def prepare(config: Config, train, valid=None, stream: bool | None = None) -> Tr
         keras.utils.set_random_seed(config.training.seed)
         encoder, train_data = source.encoder, source
     else:
-        train_table = _unique(config, as_table(train, "<train>"))
+        train_table = as_table(train, "<train>")
+        ids = record_ids(config, train_table)
+        check_unique_ids(ids, train_table)
         if valid is None:
-            train_table, valid_table = _split(config, train_table)
+            train_table, valid_table = _split(config, train_table, ids)
         else:
             valid_table = _unique(config, as_table(valid, "<valid>"))
         keras.utils.set_random_seed(config.training.seed)
@@ -96,8 +98,7 @@ def _unique(config: Config, table: Table) -> Table:
     return table
 
 
-def _split(config: Config, table: Table) -> tuple[Table, Table]:
-    ids = record_ids(config, table)
+def _split(config: Config, table: Table, ids: list) -> tuple[Table, Table]:
     train_index, valid_index = split_by_hash(ids, config.training.validation_fraction)
     if not train_index or not valid_index:
         raise DataError(f"too few records to split off a validation part ({len(ids)} records); give --valid", table.path)
