@@ -56,6 +56,8 @@ min_count = 1
 embedding_dim = 8
 
 [training]
+# The wide part trained by Adam, as in every run that is streamed or distributed: those are compared with this one.
+wide_solver = "adam"
 batch_size = 32
 max_epochs = 2
 patience = 1

@@ -38,6 +38,7 @@ embedding_dim = 4
 wide = true
 field_dropout = 0.2
 [training]
+wide_solver = "adam"
 batch_size = 32
 max_epochs = 4
 patience = 10

@@ -16,7 +16,7 @@ from cli_helpers import run_cli
 from movie_data import bundled_movies
 from tokenizers import pre_tokenizers
 
-from multifield.config import load_config
+from multifield.config import config_from_dict, load_config
 from multifield.data.encoding import field_values, load_records, record_ids
 from multifield.errors import DataError, DataWarning
 from multifield.init import InitError, config_toml, profile_file, write_config
@@ -113,7 +113,10 @@ def test_every_column_gets_the_kind_it_has_and_the_config_loads(awkward_file, tm
     assert config.fields["cast"].kind == "items" and config.fields["cast"].delimiter == ";"
     assert config.fields["keywords"].kind == "items" and config.fields["language"].encoder == "pooled"
     assert all(field.wide and field.wide_pooling == "tfidf" for field in config.fields.values())
-    assert config.training.threshold_shrinkage == "auto"
+    # The recipe is the library's defaults: the config written trains what a config of fields and labels alone would.
+    minimal = config_from_dict({"labels": {"field": "genres"}, "fields": {"plot": {"kind": "text", "encoder": "pooled"}}})
+    assert config.training == minimal.training
+    assert config.training.wide_solver == "logistic" and config.training.threshold_shrinkage == "auto"
 
 
 def test_the_label_format_and_delimiter_are_found(awkward_file, tmp_path):

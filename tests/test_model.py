@@ -13,7 +13,7 @@ CONFIG = {
         "plot": {"encoder": "rnn_attention", "embedding_dim": 8, "units": 4, "field_dropout": 0.5},
         "actors": {"kind": "items", "encoder": "pooled", "embedding_dim": 4, "wide": True, "wide_pooling": "sqrtn"},
     },
-    "training": {"hidden_units": 8},
+    "training": {"hidden_units": 8, "wide_solver": "adam"},
 }
 
 
@@ -120,7 +120,7 @@ def test_deep_loss_weight_trains_on_the_deep_parts_own_scores_too():
     np.testing.assert_allclose(np.mean(loss(y, both)), bce(both[:, :3]) + 0.5 * bce(both[:, 3:]), rtol=1e-5)
     np.testing.assert_allclose(np.mean(loss(y, scores)), bce(scores), rtol=1e-5)
     # Without a wide part the deep part is the whole model: nothing to add.
-    deep_only = {**CONFIG, "fields": {"plot": CONFIG["fields"]["plot"]}}
+    deep_only = {**CONFIG, "fields": {"plot": {**CONFIG["fields"]["plot"], "wide": False}}}
     assert training_model(build_model(config_from_dict(deep_only), {"plot": 30}, num_labels=3), 1.0).output.shape[-1] == 3
 
 

@@ -74,7 +74,7 @@ class _FieldBase(_Strict):
     @classmethod
     def _package_by_name(cls, value):
         return {"package": value} if isinstance(value, str) else value
-    embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Spatial dropout on the embedded tokens.")
+    embedding_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Spatial dropout on the embedded tokens.")
     field_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Probability of blanking the whole field of a record during training."
     )
@@ -86,10 +86,12 @@ class _FieldBase(_Strict):
         "are blanked independently).",
     )
     wide: bool = Field(
-        False, description="Also feed the field's bag of tokens to a linear (wide) part trained jointly."
+        True,
+        description="Also feed the field's bag of tokens to a linear (wide) part: with the default tfidf pooling and "
+        'wide_solver = "logistic", a TF-IDF + logistic regression model that the deep part is blended with.',
     )
     wide_pooling: Literal["mean", "sqrtn", "sum", "tfidf"] = Field(
-        "mean",
+        "tfidf",
         description="How the wide part adds up a field's tokens: mean, sum / sqrt(count), sum, or tfidf (each "
         "token weighted by its inverse document frequency in the training records, L2-normalised: a linear "
         "model over the field's TF-IDF vector).",
@@ -158,7 +160,7 @@ class LabelsConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    kind: Literal["constant", "exponential", "cosine"] = Field("constant", description="Learning-rate decay.")
+    kind: Literal["constant", "exponential", "cosine"] = Field("cosine", description="Learning-rate decay.")
     decay_rate: float = Field(0.5, gt=0.0, le=1.0, description="Exponential decay: factor per decay period.")
     decay_epochs: float = Field(
         4.0, gt=0.0, description="Exponential decay: epochs per decay period (the decay-steps multiplier)."
@@ -169,13 +171,13 @@ class ScheduleConfig(_Strict):
 
 class TrainingConfig(_Strict):
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
-    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Initial learning rate.")
+    learning_rate: float = Field(2e-3, gt=0.0, le=10.0, description="Initial learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (adamw) or L2 factor.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd, rmsprop).")
     clipnorm: float | None = Field(1.0, gt=0.0, description="Clip each gradient to this norm.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     batch_size: int = Field(64, ge=1, le=65_536, description="Records per step.")
-    max_epochs: int = Field(20, ge=1, le=10_000, description="Upper bound on epochs (early stopping may end sooner).")
+    max_epochs: int = Field(15, ge=1, le=10_000, description="Upper bound on epochs (early stopping may end sooner).")
     patience: int = Field(3, ge=0, description="Epochs without a better validation micro-F1 before stopping.")
     wide_epochs: int = Field(
         20,
@@ -186,7 +188,7 @@ class TrainingConfig(_Strict):
     )
     wide_learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate of the wide-first stage.")
     wide_solver: Literal["adam", "logistic"] = Field(
-        "adam",
+        "logistic",
         description='How the wide-first stage fits the linear part: "adam" trains it for up to wide_epochs epochs; '
         '"logistic" solves one-vs-rest logistic regression on the TF-IDF features the wide layers compute (C chosen on '
         "validation), so that the model starts as the TF-IDF + logistic regression baseline and the deep part is "
@@ -202,10 +204,10 @@ class TrainingConfig(_Strict):
         "then learn to predict the labels themselves rather than only nudge the linear part. 0: no such loss.",
     )
     hidden_units: int = Field(256, ge=0, description="Size of the Dense layer after concatenation (0: none).")
-    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout before and after the hidden layer.")
+    label_smoothing: float = Field(0.05, ge=0.0, lt=0.5, description="Binary cross-entropy label smoothing.")
     positive_weight: Literal["none", "sqrt", "balanced"] = Field(
-        "none",
+        "sqrt",
         description='Weight of a label\'s positive examples in the loss: "balanced" = negatives/positives in '
         'training, "sqrt" = its square root (gentler); helps rare labels (macro-F1).',
     )
@@ -216,7 +218,7 @@ class TrainingConfig(_Strict):
         "per_label", description="Decision thresholds tuned on validation: one per label, or one for all."
     )
     threshold_shrinkage: Union[Annotated[float, Field(ge=0.0, le=1.0)], Literal["auto"]] = Field(
-        0.0,
+        "auto",
         description="With per_label thresholds: move each label's threshold this part of the way back to the "
         "global one (0 keeps it, 1 is the global threshold); damps thresholds over-fitted to a small validation set. "
         '"auto" picks it from (0, 0.25, 0.5, 0.75, 1) by split-half micro-F1 on the validation records.',

@@ -48,26 +48,6 @@ MIN_VECTOR_COVERAGE = 0.5
 # Used for text fields when its package is installed and no --vectors file is given.
 DEFAULT_VECTOR_PACKAGE = "glove-6b-50d"
 
-#: The training recipe of configs/movies.toml, tuned on the movies, with the wide part solved by logistic
-#: regression and blended with the deep part on validation (better on the validation records of both the movies
-#: and the Stack Exchange questions: BENCHMARKS.md, "Any data set").
-TRAINING = {
-    "optimizer": "adam",
-    "learning_rate": 0.002,
-    "batch_size": 64,
-    "max_epochs": 15,
-    "patience": 3,
-    "hidden_units": 256,
-    "dropout": 0.5,
-    "positive_weight": "sqrt",
-    "label_smoothing": 0.05,
-    "wide_solver": "logistic",
-    "thresholds": "per_label",
-    "threshold_shrinkage": "auto",
-    "seed": 42,
-}
-
-
 class InitError(MultifieldError):
     """``multifield init`` cannot write a config for this file and these flags; the message says why."""
 
@@ -375,7 +355,7 @@ def _text_column(name: str, present: list[str], distinct: int, stats: dict, miss
         max_tokens = _round_up(p95, 1, 1, 8)
         field_config = {
             "kind": "text", "encoder": "pooled", "pooling": "max_mean", "max_tokens": max_tokens, "min_count": 2,
-            "embedding_dim": 16, "embedding_dropout": 0.3, "field_dropout": 0.3, "wide": True, "wide_pooling": "tfidf",
+            "embedding_dim": 16, "field_dropout": 0.3,
         }
         return Column(
             name, "category", f"{distinct:,} distinct values in {len(present):,} (median {median:g} tokens){missing_note}",
@@ -389,8 +369,8 @@ def _text_column(name: str, present: list[str], distinct: int, stats: dict, miss
         max_tokens = _round_up(p95, 16, 16, MAX_TOKENS_CAP["rnn_attention"])
         field_config = {
             "kind": "text", "encoder": "rnn_attention", "max_tokens": max_tokens, "min_count": 2,
-            "embedding_dim": 64, "embedding_dropout": 0.3, "field_dropout": 0.1,
-            "cell": "gru", "units": 48, "wide": True, "wide_pooling": "tfidf",
+            "embedding_dim": 64, "field_dropout": 0.1,
+            "cell": "gru", "units": 48,
         }
         if p95 > MAX_TOKENS_CAP["rnn_attention"]:
             size = (
@@ -409,7 +389,7 @@ def _text_column(name: str, present: list[str], distinct: int, stats: dict, miss
         max_tokens = _round_up(p95, 8, 8, MAX_TOKENS_CAP["attention"])
         field_config = {
             "kind": "text", "encoder": "attention", "max_tokens": max_tokens, "min_count": 2, "embedding_dim": 64,
-            "embedding_dropout": 0.3, "field_dropout": 0.3, "wide": True, "wide_pooling": "tfidf",
+            "field_dropout": 0.3,
         }
         return Column(
             name, "short text", evidence, f"attention, max_tokens {max_tokens}", field_config,
@@ -421,8 +401,7 @@ def _text_column(name: str, present: list[str], distinct: int, stats: dict, miss
     max_tokens = _round_up(p95, 4, 4, MAX_TOKENS_CAP["pooled"])
     field_config = {
         "kind": "text", "encoder": "pooled", "pooling": "max_mean", "max_tokens": max_tokens, "min_count": 2,
-        "embedding_dim": 64, "embedding_dropout": 0.3, "field_dropout": 0.3,
-        "wide": True, "wide_pooling": "tfidf",
+        "embedding_dim": 64, "field_dropout": 0.3,
     }
     return Column(
         name, "short text", evidence, f"pooled words, max_tokens {max_tokens}", field_config,
@@ -435,8 +414,8 @@ def _text_column(name: str, present: list[str], distinct: int, stats: dict, miss
 def _items_field(max_tokens: int, delimiter: str | None = None) -> dict:
     return {
         "kind": "items", **({"delimiter": delimiter} if delimiter not in (None, "|") else {}), "encoder": "pooled",
-        "pooling": "max_mean", "max_tokens": max_tokens, "min_count": 2, "embedding_dim": 64, "embedding_dropout": 0.3,
-        "field_dropout": 0.3, "wide": True, "wide_pooling": "tfidf",
+        "pooling": "max_mean", "max_tokens": max_tokens, "min_count": 2, "embedding_dim": 64,
+        "field_dropout": 0.3,
     }
 
 
@@ -629,8 +608,8 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
     lines += _comment(
         "Every field has a deep part (its encoder) and a wide part: a linear model over its bag of tokens weighted "
         "by TF-IDF, solved first as logistic regression, so that the model never does worse on validation than "
-        "TF-IDF + logistic regression. The recipe under [training] is the one tuned on the movies "
-        "(configs/movies.toml), with that wide part."
+        "TF-IDF + logistic regression. Every key left out is at its default (multifield's defaults are a recipe "
+        "that held on two unrelated data sets); any of them can be set here."
     )
     lines += [f"name = {_value(run_name)}", f"id_field = {_value(profile.id_field)}"]
     lines += _comment(f"{profile.id_note}.")
@@ -660,7 +639,7 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
             ]
     lines += ["", "[training]"]
     lines += _comment(
-        "The wide part is solved as logistic regression on TF-IDF (wide_solver, C chosen on validation); the deep "
+        "The defaults: the wide part is solved as logistic regression on TF-IDF (wide_solver, C chosen on validation); the deep "
         "part is trained on its own (so its attention learns to point at what its prediction rests on) with Adam at "
         "0.002 and a cosine decay, early-stopped on validation micro-F1; its logits are then added to the "
         "regression's with a weight chosen on validation (0 would keep the regression alone). Positive examples "
@@ -668,8 +647,7 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
         "threshold per label, tuned on validation and moved back towards the global one by a share (\"auto\") "
         "chosen on validation: with few validation records per label, per-label thresholds over-fit."
     )
-    lines += [f"{key} = {_value(value)}" for key, value in TRAINING.items()]
-    lines += ["", "[training.schedule]", 'kind = "cosine"', ""]
+    lines += ["seed = 42", ""]
     return "\n".join(lines)
 
 

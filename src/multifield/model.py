@@ -261,11 +261,12 @@ def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, d
     )(ids)
     if field.wide_pooling != "tfidf":
         return MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens)
-    if document_frequencies is None:
-        raise ValueError(f"field {name!r}: tfidf wide pooling needs the document frequencies of its tokens")
     pooling = IdfPooling(vocabulary_size, name=f"{name}_wide_pooling")
     logits = pooling(wide_tokens, ids)
-    pooling.set_document_frequencies(*document_frequencies)
+    # Without the training records' document frequencies (a model built to load saved weights into), every
+    # token weighs 1 until they are set.
+    if document_frequencies is not None:
+        pooling.set_document_frequencies(*document_frequencies)
     return logits
 
 

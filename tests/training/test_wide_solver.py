@@ -84,7 +84,7 @@ def test_only_tfidf_wide_parts_are_solved():
     assert supported(config_from_dict(CONFIG)) is None
     other = {**CONFIG, "fields": {**CONFIG["fields"], "tags": {**CONFIG["fields"]["tags"], "wide_pooling": "sqrtn"}}}
     assert "tags" in supported(config_from_dict(other))
-    no_wide = {**CONFIG, "fields": {"text": {"encoder": "pooled", "embedding_dim": 4}}}
+    no_wide = {**CONFIG, "fields": {"text": {"encoder": "pooled", "embedding_dim": 4, "wide": False}}}
     assert supported(config_from_dict(no_wide)) == "no field is wide"
 
 
@@ -105,5 +105,5 @@ def test_the_deep_part_trains_alone_and_its_weight_is_chosen_on_validation():
 
 
 def test_without_the_logistic_solver_the_logits_are_added():
-    adam = {**CONFIG, "training": {"hidden_units": 0}}
+    adam = {**CONFIG, "training": {"hidden_units": 0, "wide_solver": "adam"}}
     assert not blends_logits(model_of(config_from_dict(adam)))
