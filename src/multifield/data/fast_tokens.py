@@ -1,11 +1,12 @@
-"""A whole column of field values tokenized at once with Arrow compute kernels, giving the very ids of the
-fitted ``tokenizers`` pipeline (NFKC, optional lowercase, the ``Whitespace`` split, word-level lookup).
+"""A whole column of field values tokenized at once with Arrow compute kernels and NumPy, giving the very ids
+of the fitted ``tokenizers`` pipeline (NFKC, optional lowercase, the ``Whitespace`` split, word-level lookup).
 
-The two pipelines are built on different Unicode tables (Rust's ``regex`` and ``unicode-normalization``
-on one side, RE2 and utf8proc on the other), so agreement is not taken on trust: every character outside
-ASCII that a batch holds, as written and as normalized, is first run through both pipelines in a few
-probe strings (once per process). A row holding a character on which they differ, or the text of a
-special token, is left to the ``tokenizers`` path, which the caller runs for those rows alone.
+Arrow normalizes and looks words up; the split runs on the UTF-8 bytes, with each character's class (word,
+other, space) learnt from the ``Whitespace`` pre-tokenizer itself the first time it is met. Normalization
+is Arrow's (utf8proc) against Rust's, on Unicode tables of other versions, so it is not taken on trust:
+every character outside ASCII that a batch holds, as written and as normalized, is first run through both
+pipelines in a few probe strings (once per process). A row holding a character on which they differ, or
+the text of a special token, is left to the ``tokenizers`` path, which the caller runs for those rows alone.
 """
 
 from __future__ import annotations
@@ -18,16 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tokenizers import Tokenizer
 
-# What ``\w`` and ``\s`` mean to the ``Whitespace`` pre-tokenizer (Rust ``regex``: Alphabetic, marks, decimal
-# digits, connector punctuation and the joiners; the White_Space property), written for RE2, whose own
-# ``\w`` and ``\s`` are ASCII only. Alphabetic holds the letter numbers (Nl) and the circled and squared
-# Latin letters besides the letters.
-WORD = (
-    r"\pL\pM\p{Nd}\p{Nl}\p{Pc}\x{200C}\x{200D}"
-    r"\x{24B6}-\x{24E9}\x{1F130}-\x{1F149}\x{1F150}-\x{1F169}\x{1F170}-\x{1F189}"
-)
-SPACE = r"\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
-
 # Rust lowercases U+0130 (I with a dot above) to two characters, utf8proc to one.
 DOTTED_CAPITAL_I, DOTTED_SMALL_I = "\u0130", "i\u0307"
 
@@ -35,9 +26,12 @@ DOTTED_CAPITAL_I, DOTTED_SMALL_I = "\u0130", "i\u0307"
 # combining marks of the lowest and of a high combining class (canonical reordering).
 PROBES = ("{}", "a{}a", ".{}.", " {} ", "a{}\u0334", "a\u0301{}")
 
-# Per pipeline (kind, lowercase): character -> whether both pipelines agree on it.
-_agreement: dict[tuple[str, bool], dict[str, bool]] = {}
-_agreement_lock = threading.Lock()
+# What a character is to the Whitespace pre-tokenizer (``\w+|[^\w\s]+``), by code point; 0: not met yet.
+WORD, OTHER, SPACE = 1, 2, 3
+_classes = np.zeros(0x110000, dtype=np.uint8)
+# Per pipeline (kind, lowercase): code point -> whether both pipelines agree on it.
+_agreement: dict[tuple[str, bool], dict[int, bool]] = {}
+_lock = threading.Lock()
 
 
 class FastTokenizer:
@@ -47,7 +41,7 @@ class FastTokenizer:
         self.tokenizer = tokenizer
         self.kind = kind
         self.lowercase = lowercase
-        self.vocabulary = pa.array(vocabulary, type=pa.string())
+        self.vocabulary = pa.array(vocabulary, type=pa.large_string())
         self.unknown_id = unknown_id
         self.specials = specials
 
@@ -90,8 +84,8 @@ class FastTokenizer:
         position = np.arange(len(token_rows)) - (np.cumsum(counts) - counts)[token_rows]
         kept = np.flatnonzero(position < keep)
         ids = np.zeros((len(values), length), dtype=np.int32)
-        found = pc.index_in(tokens.take(pa.array(kept)), value_set=self.vocabulary).fill_null(self.unknown_id)
-        ids[token_rows[kept], position[kept]] = found.to_numpy(zero_copy_only=False)
+        found = pc.index_in(tokens, value_set=self.vocabulary).fill_null(self.unknown_id).to_numpy(zero_copy_only=False)
+        ids[token_rows[kept], position[kept]] = found[kept]
         slow = np.unique(rows[self.doubtful(pieces, normal)])
         ids[slow] = 0
         return ids, slow
@@ -118,66 +112,80 @@ class FastTokenizer:
             strings = pc.utf8_lower(pc.replace_substring(strings, DOTTED_CAPITAL_I, DOTTED_SMALL_I))
         return strings
 
-    def split(self, normal: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    def split(self, normal: pa.StringArray) -> tuple[pa.Array, np.ndarray]:
         """The tokens of normalized strings (text: runs of word characters and runs of other characters
         but spaces; items: each whole non-empty item) and, for each token, the index of its string."""
-        if self.kind == "text":
-            spaced = pc.replace_substring_regex(normal, f"([{WORD}]+)", r" \1 ")
-            lists = pc.split_pattern_regex(spaced, f"[{SPACE}]+")
-            tokens, parents = pc.list_flatten(lists), pc.list_parent_indices(lists).to_numpy()
-        else:
-            tokens, parents = normal, np.arange(len(normal))
-        present = pc.not_equal(tokens, "")
-        return tokens.filter(present), parents[present.to_numpy(zero_copy_only=False)]
+        if self.kind == "items":
+            present = pc.not_equal(normal, "")
+            return normal.filter(present), np.flatnonzero(present.to_numpy(zero_copy_only=False))
+        data, offsets = utf8_bytes(normal)
+        classes = self.classes(data)
+        inside = classes != SPACE
+        begins = inside.copy()
+        begins[1:] &= classes[1:] != classes[:-1]
+        firsts = offsets[:-1][offsets[:-1] < len(data)]
+        begins[firsts] = inside[firsts]  # a token never runs on from one string into the next
+        compact = data[inside]
+        starts = np.flatnonzero(begins[inside])
+        bounds = np.append(starts, len(compact)).astype(np.int64)
+        tokens = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(bounds), pa.py_buffer(compact))
+        return tokens, np.searchsorted(offsets, np.flatnonzero(begins), side="right") - 1
 
-    def doubtful(self, pieces: pa.Array, normal: pa.Array) -> np.ndarray:
+    def classes(self, data: np.ndarray) -> np.ndarray:
+        """Each byte's class: its character's (a character of several bytes gives its class to all)."""
+        if not _classes[0]:
+            self.learn_classes(np.arange(128))
+        classes = _classes[:256][data]  # right for ASCII; the bytes of other characters are set below
+        leads, codes = characters_in(data)
+        if len(leads):
+            self.learn_classes(np.unique(codes))
+            classes[leads] = _classes[codes]
+            follow = np.flatnonzero((data & 0xC0) == 0x80)
+            classes[follow] = classes[leads[np.searchsorted(leads, follow, side="right") - 1]]
+        return classes
+
+    def learn_classes(self, codes: np.ndarray) -> None:
+        """Ask the ``Whitespace`` pre-tokenizer what the characters it has not been asked about are."""
+        split = self.tokenizer.pre_tokenizer.pre_tokenize_str
+        for code in codes[_classes[codes] == 0]:
+            char = chr(code)
+            _classes[code] = SPACE if not split(char) else WORD if len(split("a" + char)) == 1 else OTHER
+
+    def doubtful(self, pieces: pa.StringArray, normal: pa.StringArray) -> np.ndarray:
         """Indices of the pieces whose ids may differ from the ``tokenizers`` path: they hold a special
         token's text, or a character on which the two pipelines do not agree."""
         flags = np.zeros(len(pieces), dtype=bool)
         for special in self.specials:
             flags |= pc.match_substring(pieces, special).to_numpy(zero_copy_only=False)
-        foreign = ~pc.string_is_ascii(pieces).to_numpy(zero_copy_only=False)
-        if not foreign.any():
-            return np.flatnonzero(flags)
-        where = pa.array(np.flatnonzero(foreign))
-        written, normalized = pieces.take(where), normal.take(where)
-        characters = self.characters(written, normalized)
+        found = []
+        for strings in (pieces, normal):
+            data, offsets = utf8_bytes(strings)
+            leads, codes = characters_in(data)
+            found.append((np.searchsorted(offsets, leads, side="right") - 1, codes))
+        distinct = np.unique(np.concatenate([codes for _, codes in found]))
         known = _agreement.setdefault((self.kind, self.lowercase), {})
-        unknown = [char for char in characters if char not in known]
+        unknown = [chr(code) for code in distinct if code not in known]
         if unknown:
             self.learn(unknown)
-        disagreeing = [char for char in characters if not known[char]]
-        if disagreeing:
-            pattern = "[" + "".join(f"\\x{{{ord(char):X}}}" for char in disagreeing) + "]"
-            hits = pc.or_(pc.match_substring_regex(written, pattern), pc.match_substring_regex(normalized, pattern))
-            flags[np.flatnonzero(foreign)[hits.to_numpy(zero_copy_only=False)]] = True
+        disagreeing = [code for code in distinct if not known[code]]
+        for where, codes in found:
+            flags[where[np.isin(codes, disagreeing)]] = True
         return np.flatnonzero(flags)
-
-    @staticmethod
-    def characters(*arrays: pa.Array) -> list[str]:
-        """The distinct characters outside ASCII in string arrays."""
-        seen = np.zeros(0x110000, dtype=bool)
-        for strings in arrays:
-            codes = np.frombuffer("".join(strings.to_pylist()).encode("utf-32-le"), dtype=np.uint32)
-            seen[codes] = True
-        seen[:128] = False
-        return [chr(code) for code in np.flatnonzero(seen)]
 
     def learn(self, chars: list[str]) -> None:
         """Run each character's probe strings through both pipelines and remember whether the tokens agree."""
         probes = [probe.format(char) for char in chars for probe in PROBES]
         fast = self.tokens_of(probes)
         slow = [self.reference_tokens(probe) for probe in probes]
-        with _agreement_lock:
+        with _lock:
             known = _agreement.setdefault((self.kind, self.lowercase), {})
             for index, char in enumerate(chars):
                 window = slice(index * len(PROBES), (index + 1) * len(PROBES))
-                known[char] = fast[window] == slow[window]
+                known[ord(char)] = fast[window] == slow[window]
 
     def tokens_of(self, strings: list[str]) -> list[list[str]]:
         """The fast pipeline's tokens of each string (an item, for an items field)."""
-        pieces = pa.array(strings, type=pa.string())
-        tokens, parents = self.split(self.normalize(pieces))
+        tokens, parents = self.split(self.normalize(pa.array(strings, type=pa.string())))
         grouped: list[list[str]] = [[] for _ in strings]
         for token, parent in zip(tokens.to_pylist(), parents):
             grouped[parent].append(token)
@@ -189,3 +197,24 @@ class FastTokenizer:
         if self.kind == "items":
             return [normal] if normal else []
         return [token for token, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(normal)]
+
+
+def utf8_bytes(strings: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array and its ``len + 1`` offsets into them (the first is 0)."""
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    buffer = strings.buffers()[2]
+    data = np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]] if buffer is not None else np.zeros(0, np.uint8)
+    return data, (offsets - offsets[0]).astype(np.int64)
+
+
+def characters_in(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the characters outside ASCII start in valid UTF-8 bytes, and their code points."""
+    leads = np.flatnonzero(data >= 0xC0)
+    first = data[leads].astype(np.uint32)
+    more = [data.take(leads + step, mode="clip").astype(np.uint32) & 0x3F for step in (1, 2, 3)]
+    codes = np.where(
+        first >= 0xF0,
+        ((first & 0x07) << 18) | (more[0] << 12) | (more[1] << 6) | more[2],
+        np.where(first >= 0xE0, ((first & 0x0F) << 12) | (more[0] << 6) | more[1], ((first & 0x1F) << 6) | more[0]),
+    )
+    return leads, codes
