@@ -95,10 +95,14 @@ class FastTokenizer:
         for each, its row."""
         try:
             if self.kind == "text":
-                strings = pa.array(values, type=pa.string()).fill_null("")
-                return strings, np.arange(len(strings))
+                strings = pa.array(values, type=pa.string())
+                if isinstance(strings, pa.StringArray):  # else over 2 GiB of text, in several chunks
+                    return strings.fill_null(""), np.arange(len(strings))
+                return None, np.zeros(0, dtype=np.int64)
             lists = pa.array(values, type=pa.list_(pa.string()))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            return None, np.zeros(0, dtype=np.int64)
+        if not isinstance(lists, pa.ListArray):  # over 2 GiB of text: Arrow made several chunks
             return None, np.zeros(0, dtype=np.int64)
         items = pc.list_flatten(lists)
         rows = pc.list_parent_indices(lists).to_numpy()
@@ -125,11 +129,14 @@ class FastTokenizer:
         begins[1:] &= classes[1:] != classes[:-1]
         firsts = offsets[:-1][offsets[:-1] < len(data)]
         begins[firsts] = inside[firsts]  # a token never runs on from one string into the next
-        compact = data[inside]
-        starts = np.flatnonzero(begins[inside])
-        bounds = np.append(starts, len(compact)).astype(np.int64)
-        tokens = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(bounds), pa.py_buffer(compact))
-        return tokens, np.searchsorted(offsets, np.flatnonzero(begins), side="right") - 1
+        starts = np.flatnonzero(begins)
+        # Each token runs to the next one's start, over the spaces between them (none of its own: the bytes
+        # are not copied), and the spaces are trimmed off its end.
+        bounds = np.append(starts, len(data)).astype(np.int64)
+        spaced = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(bounds), pa.py_buffer(data))
+        tokens = pc.utf8_rtrim(spaced, characters="".join(map(chr, np.flatnonzero(_classes == SPACE))))
+        counts = np.diff(np.searchsorted(starts, offsets))
+        return tokens, np.repeat(np.arange(len(normal)), counts)
 
     def classes(self, data: np.ndarray) -> np.ndarray:
         """Each byte's class: its character's (a character of several bytes gives its class to all)."""
