@@ -73,7 +73,19 @@ class FieldTokenizer:
         self.max_tokens = max_tokens
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_tokens)
-        self.fast = FastTokenizer.of(self.tokenizer, kind)
+        self._fast: FastTokenizer | None | bool = False  # made on first use: it reads the whole vocabulary
+
+    @property
+    def fast(self) -> FastTokenizer | None:
+        """Arrow's version of this tokenizer, or None when its pipeline is not one Arrow copies (``encode``
+        then takes the ``tokenizers`` path for every row; setting None does the same)."""
+        if self._fast is False:
+            self._fast = FastTokenizer.of(self.tokenizer, self.kind)
+        return self._fast
+
+    @fast.setter
+    def fast(self, value: FastTokenizer | None) -> None:
+        self._fast = value
 
     @staticmethod
     def blank(kind: str, lowercase: bool) -> Tokenizer:
