@@ -1,6 +1,9 @@
 """Arrow's tokenization gives the ids of the ``tokenizers`` pipeline, row for row, and leaves to it the rows it
 cannot vouch for."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +19,7 @@ from multifield.data.text import FieldTokenizer, as_items, as_text
 HARD = [
     "ﬁne", "ＦＵＬＬ", "İstanbul", "ẞ", "straße", "e\u0301te\u0301", "naïve", "café_bar", "١٢٣", "٣٤x", "中文字符",
     "日本語", "😀", "👍🏽", "a\u200db", "Ⅻ", "〇", "ᛮ", "ⓐⓑ", "🄰", "🅐", "\u00a0", "\u3000", "\u2028", "\t", "\u0558", "\u32ff",
-    "Σίσυφος", "ΌΣΟΣ", "\u0334", "\u0301", "A\u0301\u0316", "½", "x²", "K", "Å", "ǅ", "ﬀ", "…", "—", "’", "_",
+    "\u1100\u1161", "Σίσυφος", "ΌΣΟΣ", "\u0334", "\u0301", "A\u0301\u0316", "½", "x²", "K", "Å", "ǅ", "ﬀ", "…", "—", "’", "_",
 ]
 PLAIN = ["The", "killer", "hunts", "a", "detective", "in", "Paris", "!", ",", ".", "...", "(", "1984", "don't", "x-ray"]
 SEPARATORS = [" ", "  ", "\n", "", "-", ", "]
@@ -118,3 +121,9 @@ def test_bundled_movies_take_the_fast_path_with_the_same_ids():
         _, slow = tokenizer.fast.encode(values, tokenizer.max_tokens, tokenizer.max_tokens)
         assert len(slow) == 0
         assert (tokenizer.encode(values) > 1).mean() > 0.3
+
+
+def test_encoding_records_imports_neither_keras_nor_jax():
+    code = "import sys, multifield.data.encoding; print(sorted({'keras', 'jax'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
