@@ -15,11 +15,13 @@ from multifield.data.text import FieldTokenizer, as_items, as_text
 
 # Characters where the two pipelines could part: accents (composed and combining), ligatures and full-width
 # letters (NFKC), the dotted capital I and sharp s (lowercase), digits of other scripts, joiners, letter
-# numbers, circled letters, CJK, emoji with modifiers, unusual spaces, characters newer than some Unicode tables.
+# numbers, circled letters, CJK, emoji with modifiers, unusual spaces, characters newer than some Unicode tables,
+# long runs of combining marks (reordering), Hangul jamo, half-width kana, expansions with spaces and brackets.
 HARD = [
     "ﬁne", "ＦＵＬＬ", "İstanbul", "ẞ", "straße", "e\u0301te\u0301", "naïve", "café_bar", "١٢٣", "٣٤x", "中文字符",
     "日本語", "😀", "👍🏽", "a\u200db", "Ⅻ", "〇", "ᛮ", "ⓐⓑ", "🄰", "🅐", "\u00a0", "\u3000", "\u2028", "\t", "\u0558", "\u32ff",
     "\u1100\u1161", "Σίσυφος", "ΌΣΟΣ", "\u0334", "\u0301", "A\u0301\u0316", "½", "x²", "K", "Å", "ǅ", "ﬀ", "…", "—", "’", "_",
+    "a" + "\u0301\u0316\u0334" * 20, "ｶﾞ", "\u0f73", "ﷺ", "⑴",
 ]
 PLAIN = ["The", "killer", "hunts", "a", "detective", "in", "Paris", "!", ",", ".", "...", "(", "1984", "don't", "x-ray"]
 SEPARATORS = [" ", "  ", "\n", "", "-", ", "]

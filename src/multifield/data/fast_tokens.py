@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, pre_tokenizers
 
 # Rust lowercases U+0130 (I with a dot above) to two characters, utf8proc to one.
 DOTTED_CAPITAL_I, DOTTED_SMALL_I = "\u0130", "i\u0307"
@@ -26,9 +26,10 @@ DOTTED_CAPITAL_I, DOTTED_SMALL_I = "\u0130", "i\u0307"
 # combining marks of the lowest and of a high combining class (canonical reordering).
 PROBES = ("{}", "a{}a", ".{}.", " {} ", "a{}\u0334", "a\u0301{}")
 
-# What a character is to the Whitespace pre-tokenizer (``\w+|[^\w\s]+``), by code point; 0: not met yet.
+# What a character is to the Whitespace pre-tokenizer (``\w+|[^\w\s]+``), by code point; 0: not asked yet.
 WORD, OTHER, SPACE = 1, 2, 3
 _classes = np.zeros(0x110000, dtype=np.uint8)
+_whitespace = pre_tokenizers.Whitespace()
 # Per pipeline (kind, lowercase): code point -> whether both pipelines agree on it.
 _agreement: dict[tuple[str, bool], dict[int, bool]] = {}
 _lock = threading.Lock()
@@ -140,23 +141,14 @@ class FastTokenizer:
 
     def classes(self, data: np.ndarray) -> np.ndarray:
         """Each byte's class: its character's (a character of several bytes gives its class to all)."""
-        if not _classes[0]:
-            self.learn_classes(np.arange(128))
         classes = _classes[:256][data]  # right for ASCII; the bytes of other characters are set below
         leads, codes = characters_in(data)
         if len(leads):
-            self.learn_classes(np.unique(codes))
+            learn_classes(np.unique(codes))
             classes[leads] = _classes[codes]
             follow = np.flatnonzero((data & 0xC0) == 0x80)
             classes[follow] = classes[leads[np.searchsorted(leads, follow, side="right") - 1]]
         return classes
-
-    def learn_classes(self, codes: np.ndarray) -> None:
-        """Ask the ``Whitespace`` pre-tokenizer what the characters it has not been asked about are."""
-        split = self.tokenizer.pre_tokenizer.pre_tokenize_str
-        for code in codes[_classes[codes] == 0]:
-            char = chr(code)
-            _classes[code] = SPACE if not split(char) else WORD if len(split("a" + char)) == 1 else OTHER
 
     def doubtful(self, pieces: pa.StringArray, normal: pa.StringArray) -> np.ndarray:
         """Indices of the pieces whose ids may differ from the ``tokenizers`` path: they hold a special
@@ -204,6 +196,17 @@ class FastTokenizer:
         if self.kind == "items":
             return [normal] if normal else []
         return [token for token, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(normal)]
+
+
+def learn_classes(codes: np.ndarray) -> None:
+    """Ask the ``Whitespace`` pre-tokenizer what the characters it has not been asked about are."""
+    split = _whitespace.pre_tokenize_str
+    for code in codes[_classes[codes] == 0]:
+        char = chr(code)
+        _classes[code] = SPACE if not split(char) else WORD if len(split("a" + char)) == 1 else OTHER
+
+
+learn_classes(np.arange(128))
 
 
 def utf8_bytes(strings: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
