@@ -2,8 +2,8 @@
 config's vocabularies fitted on the training movies and 20,000 records (the test movies repeated).
 
 Run: ``python -m benchmarks.tokenize_speed [--records 20000] [--repeats 5]``. Prints the best of the repeats
-for the plot field alone and for ``RecordEncoder.encode_values`` over every field, and checks that both paths
-give the same ids.
+for the plot field alone, for ``RecordEncoder.encode_values`` over every field, and for ``encode_inputs`` (which
+also coerces each record's values), and checks that both paths give the same ids.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main() -> None:
     data = load_dataset()
     encoder = RecordEncoder.fit(config, Table("train", data.train))
     records = (data.test * (args.records // len(data.test) + 1))[: args.records]
-    values = field_values(config, Table("records", records))
+    table = Table("records", records)
+    values = field_values(config, table)
     fast = {name: tokenizer.fast for name, tokenizer in encoder.tokenizers.items()}
     plot = encoder.tokenizers["plot"]
     encoder.encode_values(values)  # the first Arrow call of a process imports pandas (about 0.3 s): not counted
@@ -45,6 +46,7 @@ def main() -> None:
     for name, run in (
         ("plot field", lambda: {"plot": plot.encode(values["plot"])}),
         ("encode_values, all fields", lambda: encoder.encode_values(values)),
+        ("encode_inputs, all fields", lambda: encoder.encode_inputs(table)),
     ):
         for tokenizer in encoder.tokenizers.values():
             tokenizer.fast = None

@@ -139,6 +139,7 @@ class FieldTokenizer:
         Arrow's kernels tokenize the batch (``FastTokenizer``); the rows it cannot vouch for, or every row
         when the pipeline is not one it copies, go through ``tokenizers``."""
         length = length or self.max_tokens
+        values = values if isinstance(values, (list, tuple)) else list(values)
         fast = self.fast.encode(values, length, min(length, self.max_tokens)) if self.fast is not None else None
         ids, slow = fast if fast is not None else (np.zeros((len(values), length), dtype=np.int32), np.arange(len(values)))
         if len(slow):
