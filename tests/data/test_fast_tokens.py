@@ -125,7 +125,14 @@ def test_bundled_movies_take_the_fast_path_with_the_same_ids():
         assert (tokenizer.encode(values) > 1).mean() > 0.3
 
 
-def test_encoding_records_imports_neither_keras_nor_jax():
-    code = "import sys, multifield.data.encoding; print(sorted({'keras', 'jax'} & set(sys.modules)))"
+def test_encoding_imports_neither_keras_nor_jax_nor_pandas():
+    code = (
+        "import sys\n"
+        "from multifield.data.text import FieldTokenizer\n"
+        "text = FieldTokenizer.fit(['a é b', 'a c'], kind='text', min_count=1)\n"
+        "items = FieldTokenizer.fit([['a é', 'b']], kind='items', min_count=1)\n"
+        "assert text.encode(['a é', 'ｃ']).any() and items.encode([['b'], None]).any()\n"
+        "print(sorted({'keras', 'jax', 'pandas'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +43,7 @@ class FastTokenizer:
         self.tokenizer = tokenizer
         self.kind = kind
         self.lowercase = lowercase
-        self.vocabulary = pa.array(vocabulary, type=pa.large_string())
+        self.vocabulary = string_array(vocabulary)
         self.unknown_id = unknown_id
         self.specials = specials
 
@@ -85,31 +86,23 @@ class FastTokenizer:
         position = np.arange(len(token_rows)) - (np.cumsum(counts) - counts)[token_rows]
         kept = np.flatnonzero(position < keep)
         ids = np.zeros((len(values), length), dtype=np.int32)
-        found = pc.index_in(tokens, value_set=self.vocabulary).fill_null(self.unknown_id).to_numpy(zero_copy_only=False)
+        found = with_default(pc.index_in(tokens, value_set=self.vocabulary), self.unknown_id)
         ids[token_rows[kept], position[kept]] = found[kept]
         slow = np.unique(rows[self.doubtful(pieces, normal)])
         ids[slow] = 0
         return ids, slow
 
-    def pieces(self, values) -> tuple[pa.Array | None, np.ndarray]:
+    def pieces(self, values: list) -> tuple[pa.LargeStringArray | None, np.ndarray]:
         """The strings to tokenize (a text field's values, an items field's items; missing means empty) and,
         for each, its row."""
         try:
             if self.kind == "text":
-                strings = pa.array(values, type=pa.string())
-                if isinstance(strings, pa.StringArray):  # else over 2 GiB of text, in several chunks
-                    return strings.fill_null(""), np.arange(len(strings))
-                return None, np.zeros(0, dtype=np.int64)
-            lists = pa.array(values, type=pa.list_(pa.string()))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+                return string_array(["" if value is None else value for value in values]), np.arange(len(values))
+            rows = [() if value is None else value for value in values]
+            counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            return string_array(list(chain.from_iterable(rows))), np.repeat(np.arange(len(rows)), counts)
+        except (TypeError, ValueError):  # not a string, or not one UTF-8 can hold (a lone surrogate)
             return None, np.zeros(0, dtype=np.int64)
-        if not isinstance(lists, pa.ListArray):  # over 2 GiB of text: Arrow made several chunks
-            return None, np.zeros(0, dtype=np.int64)
-        items = pc.list_flatten(lists)
-        rows = pc.list_parent_indices(lists).to_numpy()
-        if items.null_count:
-            return None, rows
-        return items, rows
 
     def normalize(self, strings: pa.Array) -> pa.Array:
         strings = pc.utf8_normalize(strings, form="NFKC")
@@ -117,13 +110,14 @@ class FastTokenizer:
             strings = pc.utf8_lower(pc.replace_substring(strings, DOTTED_CAPITAL_I, DOTTED_SMALL_I))
         return strings
 
-    def split(self, normal: pa.StringArray) -> tuple[pa.Array, np.ndarray]:
+    def split(self, normal: pa.LargeStringArray) -> tuple[pa.Array, np.ndarray]:
         """The tokens of normalized strings (text: runs of word characters and runs of other characters
         but spaces; items: each whole non-empty item) and, for each token, the index of its string."""
-        if self.kind == "items":
-            present = pc.not_equal(normal, "")
-            return normal.filter(present), np.flatnonzero(present.to_numpy(zero_copy_only=False))
         data, offsets = utf8_bytes(normal)
+        if self.kind == "items":  # the items themselves, but empty ones
+            present = np.flatnonzero(np.diff(offsets) > 0)
+            bounds = np.append(offsets[present], len(data))
+            return pa.LargeStringArray.from_buffers(len(present), pa.py_buffer(bounds), pa.py_buffer(data)), present
         classes = self.classes(data)
         inside = classes != SPACE
         begins = inside.copy()
@@ -150,12 +144,12 @@ class FastTokenizer:
             classes[follow] = classes[leads[np.searchsorted(leads, follow, side="right") - 1]]
         return classes
 
-    def doubtful(self, pieces: pa.StringArray, normal: pa.StringArray) -> np.ndarray:
+    def doubtful(self, pieces: pa.LargeStringArray, normal: pa.LargeStringArray) -> np.ndarray:
         """Indices of the pieces whose ids may differ from the ``tokenizers`` path: they hold a special
         token's text, or a character on which the two pipelines do not agree."""
         flags = np.zeros(len(pieces), dtype=bool)
         for special in self.specials:
-            flags |= pc.match_substring(pieces, special).to_numpy(zero_copy_only=False)
+            flags |= booleans(pc.match_substring(pieces, special))
         found = []
         for strings in (pieces, normal):
             data, offsets = utf8_bytes(strings)
@@ -184,7 +178,7 @@ class FastTokenizer:
 
     def tokens_of(self, strings: list[str]) -> list[list[str]]:
         """The fast pipeline's tokens of each string (an item, for an items field)."""
-        tokens, parents = self.split(self.normalize(pa.array(strings, type=pa.string())))
+        tokens, parents = self.split(self.normalize(string_array(strings)))
         grouped: list[list[str]] = [[] for _ in strings]
         for token, parent in zip(tokens.to_pylist(), parents):
             grouped[parent].append(token)
@@ -209,12 +203,38 @@ def learn_classes(codes: np.ndarray) -> None:
 learn_classes(np.arange(128))
 
 
-def utf8_bytes(strings: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+def string_array(strings: list[str]) -> pa.LargeStringArray:
+    """Python strings as an Arrow array, built from their UTF-8 bytes: ``pa.array`` would import pandas (a
+    third of a second). Raises ``TypeError`` for a value that is not a string."""
+    encoded = list(map(str.encode, strings))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+
+
+def with_default(numbers: pa.Int32Array, default: int) -> np.ndarray:
+    """An Arrow integer array as NumPy, missing values given ``default`` (``fill_null`` would import pandas)."""
+    if not len(numbers):
+        return np.zeros(0, dtype=np.int32)
+    values = np.frombuffer(numbers.buffers()[1], dtype=np.int32)[numbers.offset : numbers.offset + len(numbers)].copy()
+    if numbers.null_count:
+        bits = np.unpackbits(np.frombuffer(numbers.buffers()[0], dtype=np.uint8), bitorder="little")
+        values[bits[numbers.offset : numbers.offset + len(numbers)] == 0] = default
+    return values
+
+
+def booleans(flags: pa.BooleanArray) -> np.ndarray:
+    """An Arrow boolean array without missing values as NumPy (``to_numpy`` would import pandas)."""
+    bits = np.unpackbits(np.frombuffer(flags.buffers()[1], dtype=np.uint8), bitorder="little") if len(flags) else np.zeros(0, np.uint8)
+    return bits[flags.offset : flags.offset + len(flags)].astype(bool)
+
+
+def utf8_bytes(strings: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of a string array and its ``len + 1`` offsets into them (the first is 0)."""
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64)[strings.offset : strings.offset + len(strings) + 1]
     buffer = strings.buffers()[2]
     data = np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]] if buffer is not None else np.zeros(0, np.uint8)
-    return data, (offsets - offsets[0]).astype(np.int64)
+    return data, offsets - offsets[0]
 
 
 def characters_in(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
