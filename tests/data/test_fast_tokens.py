@@ -136,3 +136,13 @@ def test_encoding_imports_neither_keras_nor_jax_nor_pandas():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_every_code_point_gets_the_tokenizers_ids_and_few_leave_the_fast_path():
+    codes = [code for code in range(0x110000) if not 0xD800 <= code < 0xE000]  # surrogates are not text
+    values = [f"A{chr(code)}b {chr(code)}. x{chr(code)}\u0301" for code in codes]
+    tokenizer = FieldTokenizer.fit(values[::5], kind="text", max_tokens=12, min_count=1, vocabulary_size=10**7)
+    assert_same_ids(tokenizer, values)
+    _, slow = tokenizer.fast.encode(values, 12, 12)
+    assert len(slow) < 0.001 * len(values)  # characters newer than one side's Unicode tables
