@@ -51,7 +51,8 @@ class FastTokenizer:
     def of(cls, tokenizer: Tokenizer, kind: str) -> FastTokenizer | None:
         """The fast version of ``tokenizer``, or None unless its pipeline is exactly the one this module copies."""
         data = json.loads(tokenizer.to_str())
-        steps = (data.get("normalizer") or {}).get("normalizers") if (data.get("normalizer") or {}).get("type") == "Sequence" else None
+        normalizer = data.get("normalizer") or {}
+        steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
         model = data.get("model") or {}
         expected_split = {"type": "Whitespace"} if kind == "text" else None
         plain = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
@@ -118,7 +119,7 @@ class FastTokenizer:
             present = np.flatnonzero(np.diff(offsets) > 0)
             bounds = np.append(offsets[present], len(data))
             return pa.LargeStringArray.from_buffers(len(present), pa.py_buffer(bounds), pa.py_buffer(data)), present
-        classes = self.classes(data)
+        classes = byte_classes(data)
         inside = classes != SPACE
         begins = inside.copy()
         begins[1:] &= classes[1:] != classes[:-1]
@@ -132,17 +133,6 @@ class FastTokenizer:
         tokens = pc.utf8_rtrim(spaced, characters="".join(map(chr, np.flatnonzero(_classes == SPACE))))
         counts = np.diff(np.searchsorted(starts, offsets))
         return tokens, np.repeat(np.arange(len(normal)), counts)
-
-    def classes(self, data: np.ndarray) -> np.ndarray:
-        """Each byte's class: its character's (a character of several bytes gives its class to all)."""
-        classes = _classes[:256][data]  # right for ASCII; the bytes of other characters are set below
-        leads, codes = characters_in(data)
-        if len(leads):
-            learn_classes(np.unique(codes))
-            classes[leads] = _classes[codes]
-            follow = np.flatnonzero((data & 0xC0) == 0x80)
-            classes[follow] = classes[leads[np.searchsorted(leads, follow, side="right") - 1]]
-        return classes
 
     def doubtful(self, pieces: pa.LargeStringArray, normal: pa.LargeStringArray) -> np.ndarray:
         """Indices of the pieces whose ids may differ from the ``tokenizers`` path: they hold a special
@@ -190,6 +180,18 @@ class FastTokenizer:
         if self.kind == "items":
             return [normal] if normal else []
         return [token for token, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(normal)]
+
+
+def byte_classes(data: np.ndarray) -> np.ndarray:
+    """Each byte's class: its character's (a character of several bytes gives its class to all)."""
+    classes = _classes[:256][data]  # right for ASCII; the bytes of other characters are set below
+    leads, codes = characters_in(data)
+    if len(leads):
+        learn_classes(np.unique(codes))
+        classes[leads] = _classes[codes]
+        follow = np.flatnonzero((data & 0xC0) == 0x80)
+        classes[follow] = classes[leads[np.searchsorted(leads, follow, side="right") - 1]]
+    return classes
 
 
 def learn_classes(codes: np.ndarray) -> None:
