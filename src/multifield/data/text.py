@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from multifield.data.fast_tokens import FastTokenizer
+
 PAD, UNKNOWN = "[PAD]", "[UNK]"
 
 
@@ -71,6 +73,19 @@ class FieldTokenizer:
         self.max_tokens = max_tokens
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_tokens)
+        self._fast: FastTokenizer | None | bool = False  # made on first use: it reads the whole vocabulary
+
+    @property
+    def fast(self) -> FastTokenizer | None:
+        """Arrow's version of this tokenizer, or None when its pipeline is not one Arrow copies (``encode``
+        then takes the ``tokenizers`` path for every row; setting None does the same)."""
+        if self._fast is False:
+            self._fast = FastTokenizer.of(self.tokenizer, self.kind)
+        return self._fast
+
+    @fast.setter
+    def fast(self, value: FastTokenizer | None) -> None:
+        self._fast = value
 
     @staticmethod
     def blank(kind: str, lowercase: bool) -> Tokenizer:
@@ -119,12 +134,20 @@ class FieldTokenizer:
         return encode([list(items) for items in values], is_pretokenized=True)
 
     def encode(self, values: Sequence, length: int | None = None) -> np.ndarray:
-        """``(len(values), length or max_tokens)`` int32 ids, right-padded with 0."""
+        """``(len(values), length or max_tokens)`` int32 ids, right-padded with 0; a missing value is empty.
+
+        Arrow's kernels tokenize the batch (``FastTokenizer``); the rows it cannot vouch for, or every row
+        when the pipeline is not one it copies, go through ``tokenizers``."""
         length = length or self.max_tokens
-        ids = np.zeros((len(values), length), dtype=np.int32)
-        for row, encoding in enumerate(self._encode_batch(values)):
-            tokens = encoding.ids[:length]
-            ids[row, : len(tokens)] = tokens
+        values = values if isinstance(values, (list, tuple)) else list(values)
+        fast = self.fast.encode(values, length, min(length, self.max_tokens)) if self.fast is not None else None
+        ids, slow = fast if fast is not None else (np.zeros((len(values), length), dtype=np.int32), np.arange(len(values)))
+        if len(slow):
+            blank = "" if self.kind == "text" else []
+            rows = [blank if values[row] is None else values[row] for row in slow]
+            for row, encoding in zip(slow, self._encode_batch(rows)):
+                tokens = encoding.ids[:length]
+                ids[row, : len(tokens)] = tokens
         return ids
 
     def encode_with_words(self, value) -> tuple[list[int], list[str]]:
