@@ -17,12 +17,11 @@ from typing import NamedTuple
 import numpy as np
 
 from multifield.bundle import Bundle, load_bundle
-from multifield.config import Config
+from multifield.config import Config, attention_output
 from multifield.data.batches import predict_in_buckets, sort_field
 from multifield.data.encoding import RecordEncoder, checked_tables, field_values, record_ids
 from multifield.data.io import Table, as_table, with_bad_rows, write_jsonl
 from multifield.data.prefetch import prefetched
-from multifield.model import attention_output
 from multifield.thresholds import decide
 
 PREDICT_BATCH_SIZE = 512

@@ -14,8 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from multifield.config import ATTENTION_ENCODERS, Config
-from multifield.model import attention_output
+from multifield.config import ATTENTION_ENCODERS, Config, attention_output
 
 __all__ = ["ONNX_OPSET", "onnx_graph"]
 

@@ -1,6 +1,7 @@
 import numpy as np
 
-from multifield.data.batches import BucketedBatches, bucketed_order, predict_in_buckets, row_lengths, width_step
+from multifield.data.batches import bucketed_order, predict_in_buckets, row_lengths, width_step
+from multifield.data.bucketed_batches import BucketedBatches
 
 
 def test_row_lengths_of_right_padded_rows():
