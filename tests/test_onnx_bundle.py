@@ -77,17 +77,23 @@ def test_the_estimator_predicts_on_either_runtime(trained_bundle, movie_files):
         on_onnx.predict(movie_files["test"])
 
 
-def test_a_changed_model_file_is_refused(copied_bundle):
+def test_a_changed_or_missing_model_file_is_refused(copied_bundle, trained_bundle):
     graph = bytearray((copied_bundle / "model.onnx").read_bytes())
     graph[len(graph) // 2] ^= 0xFF  # one flipped byte in a weight: still a loadable graph
     (copied_bundle / "model.onnx").write_bytes(bytes(graph))
-    with pytest.raises(BundleError, match=r"model.onnx: changed since the bundle was written"):
-        load_bundle(copied_bundle, runtime="onnx")
-    load_bundle(copied_bundle, runtime="keras")  # the Keras model is intact
+    for runtime in ("onnx", "keras"):  # the bundle is one whole: a changed file is refused whichever one is run
+        with pytest.raises(BundleError, match=r"model.onnx: changed since the bundle was written"):
+            load_bundle(copied_bundle, runtime=runtime)
+    shutil.copy(trained_bundle / "model.onnx", copied_bundle / "model.onnx")
     keras_file = copied_bundle / "model.keras"
     keras_file.write_bytes(keras_file.read_bytes() + b"\0")
-    with pytest.raises(BundleError, match=r"model.keras: changed since the bundle was written"):
-        load_bundle(copied_bundle, runtime="keras")
+    for runtime in ("onnx", "keras"):
+        with pytest.raises(BundleError, match=r"model.keras: changed since the bundle was written"):
+            load_bundle(copied_bundle, runtime=runtime)
+    shutil.copy(trained_bundle / "model.keras", keras_file)
+    (copied_bundle / "model.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model.onnx: missing from the bundle"):
+        load_bundle(copied_bundle, runtime="onnx")
 
 
 def older_bundle(directory):

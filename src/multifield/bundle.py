@@ -210,11 +210,12 @@ def load_bundle(directory: str | os.PathLike, runtime: str = "keras") -> Bundle:
     labels = _read_json(directory / "labels.json")
     threshold_map = _read_json(directory / "thresholds.json")
     tokenizers = {name: _tokenizer(directory / "tokenizers" / f"{name}.json") for name in config.fields}
-    model, graph = None, None
-    if runtime == "onnx" and (directory / ONNX_FILE).exists():
-        graph = _checked_bytes(directory, ONNX_FILE, manifest)
-    else:
-        model = _keras_model(directory, manifest)
+    # Whichever file computes the scores, a bundle holding a foreign class or a changed model file is refused.
+    _check_layer_classes(directory / MODEL_FILE)
+    has_graph = (directory / ONNX_FILE).exists() or ONNX_FILE in manifest.get("files", {})
+    checked = {name: _checked_bytes(directory, name, manifest) for name in (MODEL_FILE, ONNX_FILE) if name == MODEL_FILE or has_graph}
+    graph = checked.get(ONNX_FILE) if runtime == "onnx" else None
+    model = None if graph is not None else _keras_model(directory / MODEL_FILE)
     try:
         thresholds = np.array([threshold_map[label] for label in labels], dtype=np.float32)
     except KeyError as error:
@@ -252,14 +253,11 @@ def _checked_bytes(directory: Path, name: str, manifest: dict) -> bytes:
     return content
 
 
-def _keras_model(directory: Path, manifest: dict):
+def _keras_model(model_path: Path):
     import keras  # heavy: only the Keras runtime needs it
 
     import multifield.layers  # noqa: F401  (registers the layer classes for deserialisation)
 
-    model_path = directory / MODEL_FILE
-    _check_layer_classes(model_path)
-    _checked_bytes(directory, MODEL_FILE, manifest)
     try:
         return keras.saving.load_model(model_path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive

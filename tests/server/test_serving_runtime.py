@@ -17,6 +17,7 @@ def test_both_runtimes_serve_the_same_predictions(trained_bundle, movie_files, m
     served = ServingModel(trained_bundle, ServerSettings(batch_sizes=(1, 8)))
     assert served.predictor.runtime == runtime
     assert (served.shapes() == []) == (runtime == "onnx")  # ONNX Runtime compiles no shape
+    assert not served.ready and served.status == "warming_up"
     served.warm_up()
     assert served.ready
     expected = Predictor.load(trained_bundle, runtime="keras").records(records, attention=True)
