@@ -28,6 +28,9 @@ from multifield.onnx_session import inference_session, onnx_call
 from multifield.thresholds import decide
 
 PREDICT_BATCH_SIZE = 512
+#: Records in one ONNX Runtime call: sorted batches of 256 cut to their longest record ran fastest (the recurrent
+#: layer's state stays in cache), measured on the movie plots.
+ONNX_BATCH_SIZE = 256
 BatchCall = Callable[[dict[str, np.ndarray]], "dict[str, np.ndarray] | np.ndarray"]
 
 
@@ -114,7 +117,8 @@ class Predictor:
         """The predictor of a loaded bundle: on ONNX Runtime when it was loaded with its graph (``threads`` and
         ``spinning``: see ``multifield.onnx_session.inference_session``), else on Keras."""
         if bundle.graph is not None and "call" not in options:
-            options = {"call": onnx_call(inference_session(bundle.graph, threads, spinning)), "fixed_shapes": False, **options}
+            call = onnx_call(inference_session(bundle.graph, threads, spinning))
+            options = {"call": call, "fixed_shapes": False, "batch_size": ONNX_BATCH_SIZE, **options}
         return cls(bundle.config, bundle.encoder, bundle.model, bundle.thresholds, **options)
 
     @classmethod
@@ -214,4 +218,4 @@ class Predictor:
         return result
 
 
-__all__ = ["EncodedRecords", "PredictedFile", "Predictor", "keras_call", "model_scores", "scores_of"]
+__all__ = ["ONNX_BATCH_SIZE", "EncodedRecords", "PredictedFile", "Predictor", "keras_call", "model_scores", "scores_of"]
