@@ -47,7 +47,7 @@ class Bundle:
     metrics: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
-    graph: bytes | None = None  # model.onnx, when loaded for ONNX Runtime
+    graph: bytes | None = None  # model.onnx, when the bundle has one
 
 
 def onnx_bytes(model, config: Config) -> bytes:
@@ -193,8 +193,8 @@ def _check_layer_classes(model_path: Path) -> None:
 
 
 def load_bundle(directory: str | os.PathLike, runtime: str = "keras") -> Bundle:
-    """The bundle in ``directory``: with ``runtime="keras"`` its Keras model; with ``"onnx"`` its ONNX graph
-    (``Bundle.graph``, no Keras import), or the Keras model when the bundle has no ``model.onnx``."""
+    """The bundle in ``directory`` with its ONNX graph (``Bundle.graph``) when it has one; with
+    ``runtime="keras"``, or without a graph, also its Keras model (``runtime="onnx"`` then imports no Keras)."""
     directory = Path(directory)
     if runtime not in RUNTIMES:
         raise BundleError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
@@ -214,8 +214,8 @@ def load_bundle(directory: str | os.PathLike, runtime: str = "keras") -> Bundle:
     _check_layer_classes(directory / MODEL_FILE)
     has_graph = (directory / ONNX_FILE).exists() or ONNX_FILE in manifest.get("files", {})
     checked = {name: _checked_bytes(directory, name, manifest) for name in (MODEL_FILE, ONNX_FILE) if name == MODEL_FILE or has_graph}
-    graph = checked.get(ONNX_FILE) if runtime == "onnx" else None
-    model = None if graph is not None else _keras_model(directory / MODEL_FILE)
+    graph = checked.get(ONNX_FILE)
+    model = None if runtime == "onnx" and graph is not None else _keras_model(directory / MODEL_FILE)
     try:
         thresholds = np.array([threshold_map[label] for label in labels], dtype=np.float32)
     except KeyError as error:

@@ -156,6 +156,7 @@ def load(directory, runtime: str = "onnx") -> MultiFieldClassifier:
     classifier.config_ = bundle.config
     classifier.encoder_ = bundle.encoder
     classifier.model_ = bundle.model
+    classifier.onnx_call_ = onnx_call(inference_session(bundle.graph)) if bundle.graph and runtime == "onnx" else None
     classifier.thresholds_ = bundle.thresholds
     classifier.metrics_ = bundle.metrics
     classifier.history_ = bundle.history

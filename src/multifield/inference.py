@@ -114,9 +114,9 @@ class Predictor:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, spinning: bool | None = None, **options) -> Predictor:
-        """The predictor of a loaded bundle: on ONNX Runtime when it was loaded with its graph (``threads`` and
-        ``spinning``: see ``multifield.onnx_session.inference_session``), else on Keras."""
-        if bundle.graph is not None and "call" not in options:
+        """The predictor of a loaded bundle: on ONNX Runtime when it was loaded without its Keras model (``threads``
+        and ``spinning``: see ``multifield.onnx_session.inference_session``), else on Keras."""
+        if bundle.model is None and "call" not in options:
             call = onnx_call(inference_session(bundle.graph, threads, spinning))
             options = {"call": call, "fixed_shapes": False, "batch_size": ONNX_BATCH_SIZE, **options}
         return cls(bundle.config, bundle.encoder, bundle.model, bundle.thresholds, **options)

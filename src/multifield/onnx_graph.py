@@ -52,15 +52,15 @@ class _Graph:
 
 
 class _Field:
-    """The tensors of one field's ids that its parts share: the ids, their mask and the row lengths."""
+    """The tensors of one field's ids that its parts share: the ids, their mask and the row lengths (the count of
+    non-zero ids: rows are right-padded)."""
 
     def __init__(self, graph: _Graph, name: str):
         self.ids = name
         self.mask = graph.op("Not", [graph.op("Equal", [name, graph.constant(0, dtype=np.int32)])], hint=f"{name}_mask")
         self.mask_float = graph.op("Cast", [self.mask], to=TensorProto.FLOAT)
         self.mask3 = graph.op("Unsqueeze", [self.mask, graph.constant([2], dtype=np.int64)])  # (batch, time, 1)
-        counts = graph.reduce("ReduceSum", graph.op("Cast", [self.mask], to=TensorProto.INT32), axis=1, keepdims=0)
-        self.lengths = counts
+        self.lengths = graph.reduce("ReduceSum", graph.op("Cast", [self.mask], to=TensorProto.INT32), axis=1, keepdims=0)
 
 
 def onnx_graph(model, config: Config) -> onnx.ModelProto:

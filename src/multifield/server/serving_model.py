@@ -136,7 +136,7 @@ class ServingModel:
         bundle = load_bundle(self.bundle_dir, runtime=os.environ.get("MULTIFIELD_RUNTIME", "onnx"))
         self.config = bundle.config
         self.metrics = bundle.metrics
-        if bundle.graph is not None:
+        if bundle.model is None:  # loaded for ONNX Runtime
             self.caller = None
             self.predictor = Predictor.from_bundle(bundle, batch_size=max(settings.batch_sizes))
         else:
