@@ -10,13 +10,15 @@ import pytest
 from multifield.compilation_cache import cache_dir
 
 
-def _enable_in_subprocess(env: dict) -> str:
+def _enable_in_subprocess(env: dict, jax_first: bool = True) -> str:
     code = (
-        "import jax, multifield\n"
+        f"{'import jax; ' if jax_first else ''}import multifield\n"
         "from multifield.compilation_cache import enable_compilation_cache\n"
         "folder = enable_compilation_cache()\n"
+        "import jax\n"
         "print(folder, jax.config.jax_compilation_cache_dir)\n"
     )
+    env = {key: value for key, value in env.items() if not key.startswith("JAX_")}  # set by an earlier command
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
 
 
@@ -28,12 +30,13 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "xdg" / "multifield" / "xla"
 
 
-def test_enabled_cache_is_created_and_given_to_jax(tmp_path):
+@pytest.mark.parametrize("jax_first", [True, False], ids=["jax imported before", "jax imported after"])
+def test_enabled_cache_is_created_and_given_to_jax(tmp_path, jax_first):
     import os
 
     env = dict(os.environ, KERAS_BACKEND="jax", MULTIFIELD_CACHE_DIR=str(tmp_path / "xla"))
     env.pop("MULTIFIELD_COMPILATION_CACHE", None)
-    folder, configured = _enable_in_subprocess(env)
+    folder, configured = _enable_in_subprocess(env, jax_first)
     assert folder == configured == str(tmp_path / "xla")
     assert (tmp_path / "xla").is_dir()
 

@@ -1,4 +1,5 @@
-"""The README's own Keras example runs as written: the layers in a user's five-input model."""
+"""The README's own examples run as written: the layers in a user's five-input model, and the bundle's
+``model.onnx`` run from another program."""
 
 import re
 from pathlib import Path
@@ -8,10 +9,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def readme_example() -> str:
+def readme_example(marker: str = "AttentionPooling()") -> str:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    return next(block for block in blocks if "AttentionPooling()" in block)
+    return next(block for block in blocks if marker in block)
 
 
 def test_readme_model_trains_saves_and_shows_attention(tmp_path):
@@ -37,3 +38,23 @@ def test_readme_model_trains_saves_and_shows_attention(tmp_path):
     # Any length: the same model reads longer plots than it was trained on.
     longer = {**x, "plot": np.pad(x["plot"], ((0, 0), (0, 50)))}
     np.testing.assert_allclose(model.predict(longer, verbose=0)["genres"], outputs["genres"], rtol=1e-4, atol=1e-6)
+
+
+def test_readme_runs_the_bundles_graph_with_onnx_runtime_and_the_vocabularies(trained_bundle):
+    import ast
+    import subprocess
+    import sys
+
+    from multifield.inference import Predictor
+
+    example = readme_example("onnxruntime.InferenceSession")
+    assert len([line for line in example.splitlines() if line.strip()]) <= 10
+    code = example.replace('"runs/movies"', repr(str(trained_bundle)))
+    assert code != example
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    printed = ast.literal_eval(result.stdout.strip())
+    record = ast.literal_eval(re.search(r"\"runs/movies\", (\{.*\})", example).group(1))
+    predictor = Predictor.load(trained_bundle)
+    scores = predictor.scores(predictor.encode([{"id": "1", **record}]).inputs)[0]
+    expected = {label: round(float(p), 3) for label, p, t in zip(predictor.labels, scores, predictor.thresholds) if p >= t}
+    assert printed == expected

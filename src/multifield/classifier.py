@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from multifield.bundle import Bundle, load_bundle, save_bundle
+from multifield.bundle import RUNTIMES, Bundle, load_bundle, onnx_bytes, save_bundle
 from multifield.config import Config, config_from_dict, load_config
 from multifield.data.io import Table, as_table
 from multifield.errors import MultifieldError
-from multifield.inference import Predictor
+from multifield.inference import ONNX_BATCH_SIZE, Predictor
 from multifield.metrics import evaluate
+from multifield.onnx_session import inference_session, onnx_call
 from multifield.training.checkpoint import Checkpoint
 from multifield.training.datasets import prepare
 from multifield.training.engine import train as train_model
@@ -42,6 +43,8 @@ class MultiFieldClassifier:
 
     Follows scikit-learn's conventions: ``__init__`` only stores the config; ``fit`` returns ``self``;
     fitted state ends in ``_`` (``labels_``, ``thresholds_``, ``model_``); ``predict_proba`` gives scores.
+    ``runtime`` says what computes them: ``"onnx"`` (ONNX Runtime on the model written as an ONNX graph, as the
+    saved bundle's ``model.onnx``) or ``"keras"``.
 
     Example:
 
@@ -50,8 +53,9 @@ class MultiFieldClassifier:
     [['Crime', 'Thriller']]
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, runtime: str = "onnx"):
         self.config = config
+        self.runtime = runtime
 
     # -- fitting ---------------------------------------------------------------------------------------
     def fit(
@@ -73,6 +77,7 @@ class MultiFieldClassifier:
             checkpoint = Checkpoint(checkpoint, resume=resume)
         trained = train_model(config, data, epochs, console, verbose, callbacks, checkpoint)
         self.model_ = trained.model
+        self.onnx_call_ = None
         self.thresholds_ = trained.thresholds
         self.metrics_ = trained.metrics
         self.history_ = trained.history
@@ -89,7 +94,14 @@ class MultiFieldClassifier:
     def predictor(self) -> Predictor:
         """The ``Predictor`` of the fitted model (scores, label sets and attention in length buckets)."""
         check_is_fitted(self)
-        return Predictor(self.config_, self.encoder_, self.model_, self.thresholds_)
+        if self.runtime not in RUNTIMES:
+            raise MultifieldError(f"runtime must be one of {', '.join(RUNTIMES)}; got {self.runtime!r}")
+        if self.runtime == "keras":
+            return Predictor(self.config_, self.encoder_, self.model_, self.thresholds_)
+        if getattr(self, "onnx_call_", None) is None:  # one session for the fitted model, made on first use
+            self.onnx_call_ = onnx_call(inference_session(onnx_bytes(self.model_, self.config_)))
+        return Predictor(self.config_, self.encoder_, None, self.thresholds_, call=self.onnx_call_, fixed_shapes=False,
+                         batch_size=ONNX_BATCH_SIZE)
 
     def predict_proba(self, data) -> np.ndarray:
         """``(records, labels)`` probabilities, columns in the order of ``labels_``."""
@@ -137,13 +149,14 @@ class MultiFieldClassifier:
         return save_bundle(self.bundle(), directory, overwrite=overwrite)
 
 
-def load(directory) -> MultiFieldClassifier:
-    """Load a saved bundle as a fitted ``MultiFieldClassifier``."""
+def load(directory, runtime: str = "onnx") -> MultiFieldClassifier:
+    """Load a saved bundle as a fitted ``MultiFieldClassifier`` predicting on ``runtime``."""
     bundle = load_bundle(directory)
-    classifier = MultiFieldClassifier(bundle.config)
+    classifier = MultiFieldClassifier(bundle.config, runtime=runtime)
     classifier.config_ = bundle.config
     classifier.encoder_ = bundle.encoder
     classifier.model_ = bundle.model
+    classifier.onnx_call_ = onnx_call(inference_session(bundle.graph)) if bundle.graph and runtime == "onnx" else None
     classifier.thresholds_ = bundle.thresholds
     classifier.metrics_ = bundle.metrics
     classifier.history_ = bundle.history

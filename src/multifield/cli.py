@@ -81,6 +81,23 @@ def _show_note(show, message, category, filename, lineno, file=None, line=None):
 
 
 SKIP_HELP = "Leave out malformed records (reported on stderr: how many, their first line numbers) instead of failing."
+RUNTIME_HELP = (
+    "onnx: ONNX Runtime on the bundle's model.onnx (no Keras or JAX; a bundle without one uses Keras); keras: the Keras model."
+)
+THREADS_HELP = "ONNX Runtime's threads (default: MULTIFIELD_THREADS, or at most 2)."
+
+
+def _load_predictor(model_dir: Path, runtime: str, threads: Optional[int]):
+    """The bundle's Predictor on ``runtime``; says so when a bundle without model.onnx falls back to Keras."""
+    from multifield.inference import Predictor
+
+    predictor = Predictor.load(model_dir, runtime=runtime.lower(), threads=threads)
+    if runtime.lower() == "onnx" and predictor.runtime == "keras":
+        err_console.print(
+            f"[yellow]note:[/] {model_dir} has no model.onnx: predicting with Keras (add one: multifield export {model_dir})",
+            highlight=False, soft_wrap=True,
+        )
+    return predictor
 
 
 @app.command()
@@ -171,15 +188,16 @@ def predict(
     skip_bad_rows: bool = typer.Option(
         False, "--skip-bad-rows", help='Write {"id", "line", "error"} for a malformed record instead of failing (every record keeps its line).'
     ),
+    runtime: str = typer.Option("onnx", "--runtime", help=RUNTIME_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Predict labels; writes {"id", "labels", "scores"[, "attention"]} per record.
 
     Example: multifield predict runs/movies --input new.jsonl --output predictions.jsonl --attention
     """
     from multifield.data.io import skipped_summary
-    from multifield.inference import Predictor
 
-    predictor = Predictor.load(model_dir)
+    predictor = _load_predictor(model_dir, runtime, threads)
     written = predictor.predict_file(input_file, output, attention=attention, skip_bad_rows=skip_bad_rows)
     if written.skipped:
         summary = skipped_summary(written.skipped, written.line_kind)
@@ -196,16 +214,17 @@ def explain(
     png: Optional[Path] = typer.Option(None, "--png", help="Also write a heatmap PNG per record into this directory."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Explain only the first N records."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help=SKIP_HELP),
+    runtime: str = typer.Option("onnx", "--runtime", help=RUNTIME_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Write an HTML report: predicted labels with probability bars, words shaded by attention.
 
     Example: multifield explain runs/movies --input test.jsonl --out report.html --limit 20 --png heatmaps/
     """
     from multifield.explain import write_report
-    from multifield.inference import Predictor
     from multifield.runs import read_records
 
-    predictor = Predictor.load(model_dir)
+    predictor = _load_predictor(model_dir, runtime, threads)
     records = read_records(input_file, predictor.config, False, skip_bad_rows, err_console)
     count = write_report(predictor, records, out, png_dir=png, limit=limit)
     err_console.print(f"{count} records explained in {out}")
@@ -289,13 +308,18 @@ def serve(
         "1,8,64,256", "--batch-sizes", help="Row counts the model is compiled for at start; batches are padded up to one."
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log one line per request."),
+    runtime: str = typer.Option("onnx", "--runtime", help=RUNTIME_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP + " Per worker."),
 ):
     """Serve a model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, API docs at /docs.
 
     Example: multifield serve runs/movies --port 8000   (then: curl -s localhost:8000/healthz)
     """
+    import os
+
     from pydantic import ValidationError
 
+    from multifield.bundle import RUNTIMES
     from multifield.server import ServerSettings
     from multifield.server import serve as run_server
 
@@ -310,8 +334,27 @@ def serve(
     except ValidationError as error:
         first = error.errors()[0]
         raise MultifieldError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    if runtime.lower() not in RUNTIMES:
+        raise MultifieldError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    # The workers read these when they load the model (multifield.server.serving_model, multifield.onnx_session).
+    os.environ["MULTIFIELD_RUNTIME"] = runtime.lower()
+    if threads is not None:
+        os.environ["MULTIFIELD_THREADS"] = str(threads)
     run_server(model_dir, settings, host=host, port=port, workers=workers, access_log=access_log,
                announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+
+
+@app.command()
+@user_errors
+def export(model_dir: Path = typer.Argument(..., help="A model bundle written by `multifield train`.")):
+    """Add model.onnx (the model as an ONNX graph, which predict, explain and serve run with ONNX Runtime) to a
+    bundle written before bundles carried one; the manifest gets the hashes of both model files.
+
+    Example: multifield export runs/movies
+    """
+    from multifield.bundle import export_onnx
+
+    err_console.print(f"{export_onnx(model_dir)} written")
 
 
 @app.command()

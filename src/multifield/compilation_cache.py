@@ -9,6 +9,7 @@ only, keyed by a hash of the computation and the versions of jax and jaxlib; del
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 #: Compilations faster than this are not worth a file. Low, because a training run also compiles dozens of
@@ -26,20 +27,24 @@ def cache_dir() -> Path:
 
 def enable_compilation_cache() -> Path | None:
     """Point JAX's persistent compilation cache at ``cache_dir()``; the folder, or ``None`` when the
-    backend is not JAX, the cache is turned off, or the folder cannot be created."""
+    backend is not JAX, the cache is turned off, or the folder cannot be created.
+
+    JAX is not imported for it: a command that never runs Keras (``predict`` on ONNX Runtime) should not pay
+    for the import. Before JAX is imported, its settings are environment variables, which it reads then."""
     if os.environ.get("MULTIFIELD_COMPILATION_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
-    import keras
-
-    if keras.backend.backend() != "jax":
+    if os.environ.get("KERAS_BACKEND", "jax") != "jax":
         return None
-    import jax
-
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    if "jax" in sys.modules:
+        jax = sys.modules["jax"]
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    else:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(MIN_COMPILE_SECONDS)
     return folder

@@ -247,6 +247,11 @@ class TrainingConfig(_Strict):
             raise PydanticCustomError("threshold_shrinkage", message, {"got": repr(value)}) from None
 
 
+def attention_output(name: str) -> str:
+    """The name of a field's attention weights among a model's outputs (Keras' and the ONNX graph's)."""
+    return f"{name}_attention"
+
+
 class Config(_Strict):
     name: str = Field("model", min_length=1, description="Name of the run.")
     id_field: str = Field(

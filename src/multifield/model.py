@@ -23,6 +23,7 @@ from multifield.config import (
     Config,
     PooledFieldConfig,
     RNNAttentionFieldConfig,
+    attention_output,
     encoder_name,
 )
 from multifield.layers import (
@@ -173,10 +174,6 @@ def _field_dropout_seed(seed: int, position: int, field) -> int:
     if field.field_dropout_group is None:
         return seed + position
     return seed + 1_000 + zlib.crc32(field.field_dropout_group.encode("utf-8")) % 1_000_000
-
-
-def attention_output(name: str) -> str:
-    return f"{name}_attention"
 
 
 def build_model(

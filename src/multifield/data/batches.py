@@ -11,7 +11,6 @@ a compilation of its own.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from multifield.config import Config
@@ -94,84 +93,42 @@ def take_batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | N
     }
 
 
-class BucketedBatches(keras.utils.PyDataset):
-    """Training batches of ``(inputs dict, labels)`` grouped by the length of the ``sort_by`` field.
-
-    ``drop_remainder``: ``None`` (default) leaves the records beyond the last full batch out of the
-    epoch (a different few each epoch), unless there is no full batch; ``True`` always leaves them out
-    (data-parallel training: every batch splits evenly over the devices); ``False`` makes them one short
-    last batch. ``steps`` cuts each epoch to that many batches (the same on every process);
-    ``agree_width`` (a function of one width) makes the processes pad each step alike.
-    """
-
-    def __init__(
-        self,
-        inputs: dict[str, np.ndarray],
-        labels: np.ndarray,
-        batch_size: int,
-        sort_by: str | None,
-        seed: int = 0,
-        drop_remainder: bool | None = None,
-        steps: int | None = None,
-        agree_width=None,
-    ):
-        super().__init__()
-        self.inputs, self.labels = inputs, labels
-        self.batch_size = batch_size
-        self.sort_by = sort_by
-        self.sort_lengths = row_lengths(inputs[sort_by]) if sort_by else np.zeros(len(labels), dtype=np.int64)
-        self.rng = np.random.default_rng(seed)
-        self.drop_remainder, self.steps, self.agree_width = drop_remainder, steps, agree_width
-        self.batches = self._order()
-
-    def _order(self) -> list[np.ndarray]:
-        if self.drop_remainder is None:  # full batches, or one short batch when there is no full one
-            keep_short = len(self.sort_lengths) < self.batch_size
-        else:
-            keep_short = not self.drop_remainder
-        batches, _ = batch_order(self.sort_lengths, self.batch_size, self.rng, keep_short=keep_short)
-        return batches[: self.steps] if self.steps is not None else batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int):
-        rows = np.sort(self.batches[index])
-        return take_batch(self.inputs, rows, self.sort_by, self.sort_lengths, self.agree_width), self.labels[rows]
-
-    def on_epoch_end(self):
-        self.batches = self._order()
-
-    def state(self) -> tuple[dict, list[np.ndarray]]:
-        """What decides the coming batches (for a checkpoint): the shuffling generator and the batch order."""
-        return {"rng": self.rng.bit_generator.state}, list(self.batches)
-
-    def restore_state(self, state: dict, arrays: list[np.ndarray]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.batches = list(arrays)
-
-
-def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int, sort_by: str | None):
+def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int, sort_by: str | None, fixed_shapes: bool = True):
     """Apply ``function`` (dict of id arrays → array or dict of arrays) batch by batch, records sorted by
     length so that short records are not padded to the longest; results come back in input order.
 
-    A short last batch is padded with empty records up to the next power of two (at most
-    ``batch_size``), so that a file read in chunks of any size compiles a handful of batch shapes,
-    not one per chunk."""
+    With ``fixed_shapes`` (a compiling runtime: XLA), a short last batch is padded with empty records up to
+    the next power of two (at most ``batch_size``) and the sort field is cut to one of a few widths, so that a
+    file read in chunks of any size compiles a handful of batch shapes, not one per chunk. Without (ONNX
+    Runtime compiles nothing), every field of a batch is cut to its own longest record, and no row is added."""
     count = len(next(iter(inputs.values())))
-    lengths = row_lengths(inputs[sort_by]) if sort_by else None
-    order = np.argsort(lengths, kind="stable") if sort_by else np.arange(count)
+    if sort_by:
+        lengths = row_lengths(inputs[sort_by])
+    elif not fixed_shapes:
+        lengths = sum(row_lengths(ids) for ids in inputs.values())
+    else:
+        lengths = None
+    order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(count)
     pieces = []
     for start in range(0, count, batch_size):
-        batch = _batch(inputs, order[start : start + batch_size], sort_by, lengths)
-        rows = len(next(iter(batch.values())))
-        padded = min(batch_size, 1 << (rows - 1).bit_length())
-        if padded > rows:
-            batch = {name: np.pad(ids, [(0, padded - rows), (0, 0)]) for name, ids in batch.items()}
-        pieces.append(_first_rows(function(batch), rows))
+        rows = order[start : start + batch_size]
+        if not fixed_shapes:
+            pieces.append(function({name: trim_to_own_longest(ids[rows]) for name, ids in inputs.items()}))
+            continue
+        batch = _batch(inputs, rows, sort_by, lengths)
+        padded = min(batch_size, 1 << (len(rows) - 1).bit_length())
+        if padded > len(rows):
+            batch = {name: np.pad(ids, [(0, padded - len(rows)), (0, 0)]) for name, ids in batch.items()}
+        pieces.append(_first_rows(function(batch), len(rows)))
     inverse = np.empty(count, dtype=np.int64)
     inverse[order] = np.arange(count)
     return _reordered(concatenate_padded(pieces), inverse)
+
+
+def trim_to_own_longest(ids: np.ndarray) -> np.ndarray:
+    """``ids`` cut to their longest row (at least one column: a batch of empty fields is one padding step)."""
+    longest = int(row_lengths(ids).max()) if len(ids) else 0
+    return ids[:, : max(1, longest)]
 
 
 def concatenate_padded(pieces):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multifield.data.batches import BucketedBatches
+from multifield.data.bucketed_batches import BucketedBatches
 from multifield.data.encoding import RecordEncoder, document_frequencies
 from multifield.errors import MultifieldError
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from multifield.config import attention_output
 from multifield.data.io import as_table
 from multifield.inference import Predictor
-from multifield.model import attention_output
 
 
 def without_positions(ids: np.ndarray, removed: np.ndarray) -> np.ndarray:

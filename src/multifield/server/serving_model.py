@@ -1,4 +1,5 @@
-"""``ServingModel``: a bundle loaded once, read-only, called with a few fixed batch shapes."""
+"""``ServingModel``: a bundle loaded once, read-only, run by ONNX Runtime on its ``model.onnx`` (any batch shape),
+or by Keras with a few fixed batch shapes (``MULTIFIELD_RUNTIME=keras``, or a bundle without ``model.onnx``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from multifield.bundle import load_bundle
@@ -32,6 +32,8 @@ def _bound_forward(model):
     """On JAX, the model's inference as one jitted function of its inputs, its weights read once (they never
     change while serving): ``predict_on_batch`` gathers and writes back every weight on each call, which costs
     more than the model itself for a few records. ``None`` on other backends."""
+    import keras  # the Keras runtime only
+
     if keras.backend.backend() != "jax":
         return None
     import jax  # only on the JAX backend
@@ -130,11 +132,16 @@ class ServingModel:
     def __init__(self, bundle_dir: str | os.PathLike, settings: ServerSettings):
         self.bundle_dir = Path(bundle_dir)
         self.settings = settings
-        bundle = load_bundle(self.bundle_dir)
+        # `multifield serve --runtime` sets it for every worker; ONNX Runtime compiles nothing, so needs no caller.
+        bundle = load_bundle(self.bundle_dir, runtime=os.environ.get("MULTIFIELD_RUNTIME", "onnx"))
         self.config = bundle.config
         self.metrics = bundle.metrics
-        self.caller = FixedShapeCaller(bundle.model, bundle.config, bundle.encoder, settings.batch_sizes)
-        self.predictor = Predictor.from_bundle(bundle, call=self.caller, batch_size=self.caller.batch_sizes[-1])
+        if bundle.model is None:  # loaded for ONNX Runtime
+            self.caller = None
+            self.predictor = Predictor.from_bundle(bundle, batch_size=max(settings.batch_sizes))
+        else:
+            self.caller = FixedShapeCaller(bundle.model, bundle.config, bundle.encoder, settings.batch_sizes)
+            self.predictor = Predictor.from_bundle(bundle, call=self.caller, batch_size=self.caller.batch_sizes[-1])
         self.status = "warming_up"
         self.warmup_seconds: float | None = None
         try:
@@ -147,7 +154,10 @@ class ServingModel:
         return self.status == "ok"
 
     def shapes(self) -> list[tuple[int, int | None]]:
-        """The (rows, width of the sort field) the model is called with: every batch size by every width."""
+        """The (rows, width of the sort field) the model is called with: every batch size by every width (none
+        to compile on ONNX Runtime)."""
+        if self.caller is None:
+            return []
         return [(size, width) for size in self.settings.batch_sizes for width in self.caller.widths()]
 
     def warm_up(self) -> None:

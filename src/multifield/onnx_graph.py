@@ -1,0 +1,243 @@
+"""Writes a trained Keras model of a config as an ONNX graph, from its weights: the same int32 id matrices in,
+the same ``scores`` and ``<field>_attention`` outputs, so that ONNX Runtime predicts without Keras or JAX.
+
+Keras' own ONNX export cannot write a bidirectional recurrent layer on JAX; this builder writes each part with
+ONNX's own operators instead: ``GRU``/``LSTM`` with per-record ``sequence_lens`` (the count of non-zero ids of a
+right-padded row), the additive attention with its mask, masked pooling, the wide parts (TF-IDF included),
+``LogitBlend`` and the dense head. Dropouts and field dropout are identities at prediction time. An ensemble's
+members are written side by side and their outputs averaged, as ``multifield.model.ensemble_model`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from multifield.config import ATTENTION_ENCODERS, Config, attention_output
+
+__all__ = ["ONNX_OPSET", "onnx_graph"]
+
+#: The operator set the graph is written in (ONNX Runtime 1.20+ runs it).
+ONNX_OPSET = 17
+
+# Keras' LSTM kernels hold the gates as (input, forget, cell, output); ONNX's as (input, output, forget, cell).
+_LSTM_GATES = (0, 3, 1, 2)
+
+
+class _Graph:
+    """Nodes and constants of a graph under construction; every name it makes is unique."""
+
+    def __init__(self):
+        self.nodes, self.initializers, self.count = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def constant(self, value, hint: str = "const", dtype=np.float32) -> str:
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attributes):
+        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, **attributes))
+        return names[0] if outputs == 1 else names
+
+    def reduce(self, op_type: str, tensor: str, axis: int, keepdims: int = 1) -> str:
+        if op_type == "ReduceSum":  # opset 13+: axes are an input
+            return self.op(op_type, [tensor, self.constant([axis], dtype=np.int64)], keepdims=keepdims)
+        return self.op(op_type, [tensor], axes=[axis], keepdims=keepdims)
+
+
+class _Field:
+    """The tensors of one field's ids that its parts share: the ids, their mask and the row lengths (the count of
+    non-zero ids: rows are right-padded)."""
+
+    def __init__(self, graph: _Graph, name: str):
+        self.ids = name
+        self.mask = graph.op("Not", [graph.op("Equal", [name, graph.constant(0, dtype=np.int32)])], hint=f"{name}_mask")
+        self.mask_float = graph.op("Cast", [self.mask], to=TensorProto.FLOAT)
+        self.mask3 = graph.op("Unsqueeze", [self.mask, graph.constant([2], dtype=np.int64)])  # (batch, time, 1)
+        self.lengths = graph.reduce("ReduceSum", graph.op("Cast", [self.mask], to=TensorProto.INT32), axis=1, keepdims=0)
+
+
+def onnx_graph(model, config: Config) -> onnx.ModelProto:
+    """The ONNX graph of ``model`` (a full model of ``config``, or an ensemble of them), with its weights.
+
+    Inputs: one int32 ``(batch, length)`` matrix per field, named after it, 0 for padding, both dimensions free.
+    Outputs: ``scores`` ``(batch, labels)`` and, for each attention field, ``<field>_attention``
+    ``(batch, [heads,] length)``, as the Keras model's.
+    """
+    import keras  # only training and ``multifield export`` write graphs; predicting needs none of this module
+
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
+    graph = _Graph()
+    fields = {name: _Field(graph, name) for name in config.fields}
+    outputs = [_member_outputs(graph, member, config, fields) for member in members]
+    names = list(outputs[0])
+    results = {}
+    for key in names:
+        parts = [output[key] for output in outputs]
+        results[key] = parts[0] if len(parts) == 1 else graph.op("Mean", parts)
+    graph_outputs = []
+    for key in names:
+        graph.nodes.append(helper.make_node("Identity", [results[key]], [key]))
+        graph_outputs.append(helper.make_tensor_value_info(key, TensorProto.FLOAT, _output_shape(model, key)))
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", f"{name}_length"]) for name in config.fields]
+    onnx_model = helper.make_model(
+        helper.make_graph(graph.nodes, model.name, inputs, graph_outputs, graph.initializers),
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="multifield",
+    )
+    onnx_model.ir_version = 8  # what ONNX Runtime 1.20+ reads
+    onnx.checker.check_model(onnx_model)
+    return onnx_model
+
+
+def _output_shape(model, key: str) -> list:
+    """The Keras output's shape, its free dimensions named: ``batch``, and the field's length for attention."""
+    shape = list(model.output[key].shape)
+    length = f"{key.removesuffix('_attention')}_length"
+    return ["batch", *shape[1:-1], length] if key != "scores" else ["batch", shape[-1]]
+
+
+def _member_outputs(graph: _Graph, model, config: Config, fields: dict[str, _Field]) -> dict[str, str]:
+    layers = {layer.name: layer for layer in model.layers}
+    contexts, wide_parts, attention = [], [], {}
+    for name, field in config.fields.items():
+        tokens = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_embedding"])[0]), name], hint=f"{name}_tokens")
+        encoder = layers[f"{name}_encoder"]
+        if field.encoder in ATTENTION_ENCODERS:
+            sequences = _recurrent(graph, encoder, tokens, fields[name]) if field.encoder == "rnn_attention" else tokens
+            pooling = encoder.attention_pooling if field.encoder == "rnn_attention" else encoder
+            context, attention[attention_output(name)] = _attention(graph, pooling, sequences, fields[name])
+        else:
+            context = _masked_pooling(graph, field.pooling, tokens, fields[name])
+        contexts.append(context)
+        if field.wide:
+            wide_parts.append(_wide(graph, layers, name, field.wide_pooling, fields[name]))
+    logits = _deep_logits(graph, layers, contexts)
+    if wide_parts:
+        wide = wide_parts[0]
+        for part in wide_parts[1:]:
+            wide = graph.op("Add", [wide, part])
+        if "logits" in layers and type(layers["logits"]).__name__ == "LogitBlend":
+            intercept, scale = (np.asarray(weight, dtype=np.float32) for weight in _weights(layers["logits"]))
+            deep = graph.op("Mul", [logits, graph.constant(scale)])
+            logits = graph.op("Add", [graph.op("Add", [wide, graph.constant(intercept)]), deep])
+        else:
+            logits = graph.op("Add", [logits, wide])
+    return {"scores": graph.op("Sigmoid", [logits], hint="scores"), **attention}
+
+
+def _weights(layer) -> list[np.ndarray]:
+    return [np.asarray(weight, dtype=np.float32) for weight in layer.get_weights()]
+
+
+def _deep_logits(graph: _Graph, layers: dict, contexts: list[str]) -> str:
+    features = contexts[0] if len(contexts) == 1 else graph.op("Concat", contexts, axis=1)
+    if "hidden" in layers:
+        features = graph.op("Relu", [_dense(graph, layers["hidden"], features)])
+    return _dense(graph, layers["deep_logits"], features)
+
+
+def _dense(graph: _Graph, layer, features: str) -> str:
+    kernel, bias = _weights(layer)
+    return graph.op("Gemm", [features, graph.constant(kernel), graph.constant(bias)], hint=layer.name)
+
+
+# -- recurrent layers ------------------------------------------------------------------------------------------
+def _recurrent(graph: _Graph, encoder, tokens: str, field: _Field) -> str:
+    """The encoder's (bidirectional) GRU/LSTM stack: ``(batch, time, features)`` → ``(batch, time, units * dirs)``."""
+    sequences = tokens
+    for layer in encoder.recurrent_layers:
+        directions = [layer.forward_layer, layer.backward_layer] if encoder.bidirectional else [layer]
+        weights = [_onnx_rnn_weights(encoder.cell, *_weights(direction)) for direction in directions]
+        kernel, recurrent_kernel, bias = (graph.constant(np.stack(part)) for part in zip(*weights))
+        time_major = graph.op("Transpose", [sequences], perm=[1, 0, 2])
+        op_type = "GRU" if encoder.cell == "gru" else "LSTM"
+        attributes = {"linear_before_reset": 1} if op_type == "GRU" else {}
+        outputs = graph.op(
+            op_type,
+            [time_major, kernel, recurrent_kernel, bias, field.lengths],
+            hint=op_type.lower(),
+            outputs=1,
+            hidden_size=encoder.units,
+            direction="bidirectional" if encoder.bidirectional else "forward",
+            **attributes,
+        )
+        # (time, directions, batch, units) → (batch, time, directions * units): forward then backward, as Keras'.
+        batch_major = graph.op("Transpose", [outputs], perm=[2, 0, 1, 3])
+        sequences = graph.op("Reshape", [batch_major, graph.constant([0, 0, -1], dtype=np.int64)])
+    return sequences
+
+
+def _onnx_rnn_weights(cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray):
+    """One direction's Keras weights as ONNX's ``W``, ``R``, ``B`` (gates first, biases of inputs then state).
+
+    A Keras GRU (``reset_after=True``) keeps the gates as (update, reset, candidate) and two biases, the ONNX
+    ``GRU`` with ``linear_before_reset=1`` computes the same; an LSTM's gates are reordered (``_LSTM_GATES``)."""
+    if cell == "gru":
+        return kernel.T, recurrent_kernel.T, np.concatenate([bias[0], bias[1]])
+    units = recurrent_kernel.shape[0]
+
+    def reorder(matrix):
+        return np.concatenate([matrix[..., gate * units : (gate + 1) * units] for gate in _LSTM_GATES], axis=-1)
+
+    return reorder(kernel).T, reorder(recurrent_kernel).T, np.concatenate([reorder(bias), np.zeros_like(bias)])
+
+
+# -- attention and pooling -------------------------------------------------------------------------------------
+def _attention(graph: _Graph, layer, sequences: str, field: _Field) -> tuple[str, str]:
+    """``AttentionPooling``: the context ``(batch, heads * features)`` and the weights, masked as the layer's."""
+    sequences = graph.op("Where", [field.mask3, sequences, graph.constant(0.0)])
+    hidden = graph.op("MatMul", [sequences, graph.constant(np.asarray(layer.kernel.numpy()))])
+    if layer.use_bias:
+        hidden = graph.op("Add", [hidden, graph.constant(np.asarray(layer.bias.numpy()))])
+    scores = graph.op("MatMul", [graph.op("Tanh", [hidden]), graph.constant(np.asarray(layer.context_vector.numpy()))])
+    scores = graph.op("Transpose", [scores], perm=[0, 2, 1])  # (batch, heads, time)
+    mask = graph.op("Unsqueeze", [field.mask, graph.constant([1], dtype=np.int64)])  # (batch, 1, time)
+    # The layer's masked softmax: the maximum over the unmasked steps, exactly 0 for padding, 0 for an empty row.
+    lowest = graph.reduce("ReduceMin", scores, axis=2)
+    maximum = graph.reduce("ReduceMax", graph.op("Where", [mask, scores, lowest]), axis=2)
+    shifted = graph.op("Where", [mask, graph.op("Sub", [scores, maximum]), graph.constant(0.0)])
+    exponentials = graph.op("Mul", [graph.op("Exp", [shifted]), graph.op("Cast", [mask], to=TensorProto.FLOAT)])
+    total = graph.reduce("ReduceSum", exponentials, axis=2)
+    positive = graph.op("Greater", [total, graph.constant(0.0)])
+    weights = graph.op("Div", [exponentials, graph.op("Where", [positive, total, graph.constant(1.0)])])
+    context = graph.op("MatMul", [weights, sequences])  # (batch, heads, features)
+    context = graph.op("Reshape", [context, graph.constant([0, -1], dtype=np.int64)])
+    if layer.heads == 1:
+        weights = graph.op("Squeeze", [weights, graph.constant([1], dtype=np.int64)])
+    return context, weights
+
+
+def _masked_pooling(graph: _Graph, mode: str, tokens: str, field: _Field) -> str:
+    """``MaskedGlobalPooling``: max, mean, sum, sqrtn or max_mean over the unmasked steps; an empty row gives 0."""
+    pooled = []
+    if mode in ("max", "max_mean"):
+        lowest = graph.reduce("ReduceMin", tokens, axis=1)
+        maximum = graph.reduce("ReduceMax", graph.op("Where", [field.mask3, tokens, lowest]), axis=1, keepdims=0)
+        has_steps = graph.reduce("ReduceMax", field.mask_float, axis=1)  # (batch, 1): 1 if the row has a token
+        pooled.append(graph.op("Mul", [maximum, has_steps]))
+    if mode in ("mean", "max_mean", "sum", "sqrtn"):
+        total = graph.reduce("ReduceSum", graph.op("Where", [field.mask3, tokens, graph.constant(0.0)]), axis=1, keepdims=0)
+        count = graph.op("Max", [graph.reduce("ReduceSum", field.mask_float, axis=1), graph.constant(1.0)])
+        divisor = {"sum": None, "sqrtn": graph.op("Sqrt", [count])}.get(mode, count)
+        pooled.append(total if divisor is None else graph.op("Div", [total, divisor]))
+    return pooled[0] if len(pooled) == 1 else graph.op("Concat", pooled, axis=1)
+
+
+def _wide(graph: _Graph, layers: dict, name: str, pooling: str, field: _Field) -> str:
+    """A wide part's logits: one weight per (token, label), pooled over the tokens (TF-IDF: ``IdfPooling``)."""
+    tokens = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_wide"])[0]), name], hint=f"{name}_wide")
+    if pooling != "tfidf":
+        return _masked_pooling(graph, pooling, tokens, field)
+    idf = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_wide_pooling"])[0]), name])
+    idf = graph.op("Mul", [idf, field.mask_float])  # padding weighs exactly nothing
+    norm = graph.op("Sqrt", [graph.reduce("ReduceSum", graph.op("Mul", [idf, idf]), axis=1)])
+    idf = graph.op("Div", [idf, graph.op("Max", [norm, graph.constant(1e-12)])])
+    weighted = graph.op("Mul", [tokens, graph.op("Unsqueeze", [idf, graph.constant([2], dtype=np.int64)])])
+    return graph.reduce("ReduceSum", weighted, axis=1, keepdims=0)
