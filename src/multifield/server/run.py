@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def serve(
     if workers == 1:
         app = create_app(bundle_dir, settings, api_key=api_key)
         announce(f"serving {bundle_dir} at http://{_url_host(host)}:{port} (API docs at /docs); warming up")
-        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info",
-                                timeout_graceful_shutdown=settings.drain_seconds)
-        DrainingServer(config, app.state.draining).run()
+        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info")
+        # Past the deadline, the queued requests are refused (503), the batch in progress finishes.
+        give_up = functools.partial(app.state.batcher.stop, timeout=0)
+        DrainingServer(config, app.state.draining, settings.drain_seconds, give_up).run()
         return
     load_bundle(bundle_dir)  # refuse a bad bundle before starting the workers
     os.environ[BUNDLE_VARIABLE] = str(bundle_dir)
