@@ -32,7 +32,16 @@ scalars = (
 )
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
                       max_leaves=8)
-records = st.dictionaries(names, values, max_size=8)
+words = st.text(alphabet=st.sampled_from("abcdefghij éü-'\x00\n\""), min_size=1, max_size=30)
+# Mostly well-typed records (so that files also succeed, and predict --skip-bad-rows writes their lines), some
+# with any value in any field.
+plausible = st.fixed_dictionaries(
+    {"plot": words},
+    optional={"id": st.text(min_size=1, max_size=8) | st.integers(0, 10**6), "title": words, "reviews": words | st.none(),
+              "actors": st.lists(words, max_size=3) | words, "features": st.lists(words, max_size=3),
+              "genres": st.lists(st.sampled_from(["Drama", "Comedy", "Action", "Nowhere"]), max_size=3) | values},
+)
+records = plausible | plausible | st.dictionaries(names, values, max_size=8)
 
 
 @dataclass
