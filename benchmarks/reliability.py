@@ -90,7 +90,7 @@ def cli_cases(folder: Path, model: Path) -> list[tuple[str, list[str]]]:
         "CSV in Latin-1": ("latin.csv", "id,plot,genres\n1,caf\u00e9,Drama\n".encode("latin-1")),
         "CSV rows of the wrong width": ("width.csv", b"id,plot,genres\n1,a\n2,b,Drama,extra\n"),
         "Parquet truncated": ("broken.parquet", b"PAR1\x00\x00PAR1"),
-        "gzip truncated": ("cut.jsonl.gz", gzip.compress((record + "\n") * 50)[:40]),
+        "gzip truncated": ("cut.jsonl.gz", gzip.compress(((record + "\n") * 50).encode())[:40]),
         "empty file": ("empty.jsonl", b""),
         "unknown suffix": ("data.xlsx", b"x"),
     }
@@ -106,7 +106,7 @@ def cli_cases(folder: Path, model: Path) -> list[tuple[str, list[str]]]:
     config.write_text('name = "x"\n[labels]\nfield = "genres"\n[fields.plot]\nkind = "txt"\n', encoding="utf-8")
     cases.append(("train: config with an unknown field kind", ["train", str(config), "--train", str(folder / "bad.jsonl"),
                                                                "--out", str(folder / "run")]))
-    cases.append(("train: missing --train file", ["train", str(config), "--train", str(folder / "none.jsonl"),
+    cases.append(("train: missing --train file", ["train", str(REPO / "configs" / "movies.toml"), "--train", str(folder / "none.jsonl"),
                                                   "--out", str(folder / "run")]))
     cases.append(("serve --host 0.0.0.0 without a key", ["serve", str(model), "--host", "0.0.0.0"]))
     cases.append(("serve --cors-origin not an origin", ["serve", str(model), "--cors-origin", "example.org"]))
@@ -121,14 +121,14 @@ def cli_rows(folder: Path, model: Path) -> list[dict]:
                                 env={**environment, "COLUMNS": "300"})
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
-        rows.append({"input": what, "exit": result.returncode, "said": first[:160],
+        rows.append({"input": what, "exit": result.returncode, "said": first.replace(f"{folder}/", "")[:160],
                      "traceback": "Traceback" in result.stderr + result.stdout})
     return rows
 
 
 def drain_row(url: str, server: Server, key: str, records: list[dict]) -> dict:
-    """SIGTERM while 16 clients have requests of 200 records in flight: how many failed, and the exit code."""
-    body = json.dumps({"records": [records[i % len(records)] for i in range(200)]}).encode()
+    """SIGTERM while 16 clients have requests of 800 records in flight: how many failed, and the exit code."""
+    body = json.dumps({"records": [records[i % len(records)] for i in range(800)]}).encode()
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
 
     async def one(client):
@@ -184,7 +184,7 @@ def markdown(http: list[dict], tally: dict, cli: list[dict], drain: dict, fuzz: 
               for row in cli]
     tracebacks = sum(row["traceback"] for row in cli)
     lines += ["", f"Tracebacks: {tracebacks} of {len(cli)} runs.", "", "## Shutdown", "",
-              f"SIGTERM with {drain['in flight']} requests of 200 records in flight (16 clients): {drain['failed']} failed; "
+              f"SIGTERM with {drain['in flight']} requests of 800 records in flight (16 clients): {drain['failed']} failed; "
               f"exit code {drain['exit']} after {drain['seconds']:.1f} s.", "",
               "## Fuzzed readers", "", f"`benchmarks/fuzz_readers.py`: {fuzz}", "", "## Soak", "", soak_line(), "",
               "## Machine", ""]

@@ -18,7 +18,7 @@ def readers(trained_bundle):
     return Readers.load(trained_bundle)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                                                   HealthCheck.data_too_large])
 @given(sample=data_files)
 def test_every_generated_file_is_read_or_refused_in_one_line(readers, sample):
