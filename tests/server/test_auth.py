@@ -138,3 +138,8 @@ def test_serve_with_a_key_file_on_all_interfaces(trained_bundle, movie_files, tm
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     assert "needs the API key" in output and KEY not in output
+
+
+def test_the_api_description_says_a_key_is_needed_only_when_it_is(keyed, client):
+    assert "Authorization: Bearer KEY" in keyed.get("/openapi.json", headers=bearer(KEY)).json()["info"]["description"]
+    assert "Authorization: Bearer" not in client.get("/openapi.json").json()["info"]["description"]

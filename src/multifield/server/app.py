@@ -52,7 +52,7 @@ def _error(status: int, code: str, message: str, details: list | None = None, he
     )
 
 
-def _description(model: ServingModel, settings: ServerSettings) -> str:
+def _description(model: ServingModel, settings: ServerSettings, keyed: bool = False) -> str:
     config = model.config
     fields = ", ".join(f"`{name}` ({field.kind})" for name, field in config.fields.items())
     return f"""Predicts the labels of records with the multifield model **{config.name}**
@@ -68,10 +68,13 @@ def _description(model: ServingModel, settings: ServerSettings) -> str:
 * Every error answer has the body `{{"error": {{"code", "message", "details": [{{"location", "problem", "allowed"}}]}}}}`.
   Bad input gets a 4xx: 400 (not JSON, not UTF-8), 413 (body too large), 415 (Content-Type not JSON), 422 (does not match the
   schema). 503 with `Retry-After` means the server is busy (or still warming up or draining, for `/healthz`).
-* A server reachable from other machines needs a key: 401 unless `Authorization: Bearer KEY` is sent
-  (`/healthz` and the web page's files excepted).
-* Concurrent requests are batched together for the model; a record's prediction does not depend on the records
+{_KEY_NOTE if keyed else ""}* Concurrent requests are batched together for the model; a record's prediction does not depend on the records
   it is batched with.
+"""
+
+
+_KEY_NOTE = """* This server needs its API key: every request but `GET /healthz` (and the web page's own files) without
+  `Authorization: Bearer KEY` gets 401.
 """
 
 
@@ -160,7 +163,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     app = FastAPI(
         title=f"multifield: {model.config.name}",
         version=__version__,
-        description=_description(model, settings),
+        description=_description(model, settings, keyed=api_key is not None),
         lifespan=lifespan,
         docs_url=None,  # served by add_docs_routes from files shipped with the package, not from a CDN
         redoc_url=None,
