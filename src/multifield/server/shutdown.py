@@ -23,6 +23,10 @@ logger = logging.getLogger("multifield.server")
 
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GRACE_SECONDS = 5.0  # after the drain deadline: for the 503 answers, and the model's batch in progress
+# Between closing the listening socket and closing idle connections, until no new request has been read for
+# this long: uvicorn closes a connection whose request it has not read yet as idle, and a busy event loop may
+# not yet have read a request that a client sent before the signal.
+SETTLE_SECONDS = 0.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -41,10 +45,25 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         deadline = asyncio.get_running_loop().call_later(self.drain_seconds, self._give_up)
+        for server in self.servers:
+            server.close()  # no new connections from now on
+        await self._settle()
         try:
             await super().shutdown(sockets)
         finally:
             deadline.cancel()
+
+    async def _settle(self) -> None:
+        """Wait until no request has started for ``SETTLE_SECONDS`` (each starts a task), at most ``drain_seconds``."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.drain_seconds
+        known, quiet_since = set(self.server_state.tasks), loop.time()
+        while loop.time() < end and loop.time() - quiet_since < SETTLE_SECONDS:
+            await asyncio.sleep(0.05)
+            current = set(self.server_state.tasks)
+            if current - known:
+                quiet_since = loop.time()
+            known |= current
 
     def _give_up(self) -> None:
         logger.warning("draining: %s s passed; the requests still waiting for the model are answered 503", self.drain_seconds)
