@@ -187,7 +187,7 @@ def markdown(http: list[dict], tally: dict, cli: list[dict], drain: dict, fuzz: 
     tracebacks = sum(row["traceback"] for row in cli)
     lines += ["", f"Tracebacks: {tracebacks} of {len(cli)} runs.", "", "## Shutdown", "",
               f"SIGTERM with {drain['in flight']} requests of 500 records in flight (16 clients): "
-              f"{drain['failed']} failed {drain['failures'] or ''}; "
+              f"{drain['failed']} failed{' ' + ', '.join(drain['failures']) if drain['failures'] else ''}; "
               f"exit code {drain['exit']} after {drain['seconds']:.1f} s.", "",
               "## Fuzzed readers", "", f"`benchmarks/fuzz_readers.py`: {fuzz}", "", "## Soak", "", soak_line(), "",
               "## Machine", ""]
