@@ -1,6 +1,7 @@
 """Load benchmark of ``multifield serve``: latency and throughput under concurrent clients.
 
     .venv/bin/python benchmarks/serve_load.py [--model DIR] [--requests 2000] [--concurrency 16] [--out FILE.md]
+    .venv/bin/python benchmarks/serve_load.py --soak MINUTES [--concurrency 16]   (see benchmarks/soak.py)
 
 Starts ``multifield serve`` on a trained bundle in a subprocess (127.0.0.1, a free port), waits for
 ``/healthz``, then from this process sends ``--requests`` single-record requests from ``--concurrency``
@@ -90,15 +91,16 @@ def ensure_model(directory: Path) -> Path:
 class Server:
     """``multifield serve`` in a subprocess, its output in a log file; stopped on exit from the block."""
 
-    def __init__(self, model: Path, port: int, log: Path, extra: list[str]):
+    def __init__(self, model: Path, port: int, log: Path, extra: list[str], env: dict | None = None):
         self.command = [EXECUTABLE, "serve", str(model), "--port", str(port), *extra]
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
+        self.env = env
 
     def __enter__(self):
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = self.log.open("w")
-        self.process = subprocess.Popen(self.command, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env)
         return self
 
     def wait_ready(self, timeout: float) -> float:
@@ -308,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         "--client", choices=("httpx", "wrk", "both"), default="both" if shutil.which("wrk") else "httpx",
         help="Load generator: Python's httpx, wrk (Debian package wrk), or both one after the other.",
     )
+    parser.add_argument("--soak", type=float, metavar="MINUTES", help="Run the soak instead: mixed requests for MINUTES.")
     args = parser.parse_args(argv)
+    if args.soak:
+        return soak_main(args)
 
     model = args.model or ensure_model(DEFAULT_MODEL)
     records = bundled_test_records()
@@ -359,6 +364,38 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     print(f"written to {args.out}")
     return 0 if all(row["errors"] == 0 for row in rows) else 1
+
+
+SOAK_LIMITS = {"max_records": 100, "max_body_bytes": 1024 * 1024}
+
+
+def soak_main(args) -> int:
+    """``--soak MINUTES``: the server runs with an API key and small limits (so that the bad requests over a
+    limit stay cheap); writes benchmarks/results/soak.md (or --out, if given)."""
+    import secrets
+
+    from benchmarks.soak import run_soak, soak_markdown
+
+    model = args.model or ensure_model(DEFAULT_MODEL)
+    key = secrets.token_urlsafe(24)
+    options = ["--max-records", str(SOAK_LIMITS["max_records"]), "--max-body-bytes", str(SOAK_LIMITS["max_body_bytes"]),
+               "--no-access-log", *args.serve_option]
+    with Server(model, free_port(), CACHE_DIR / "serve-soak.log", options, env={**os.environ, "MULTIFIELD_API_KEY": key}) as server:
+        ready_seconds = server.wait_ready(timeout=900)
+        print(f"server ready after {ready_seconds:.0f} s; soaking for {args.soak} minutes at {args.concurrency} clients", flush=True)
+        result = run_soak(server.url, server.process.pid, args.soak, args.concurrency, bundled_test_records(), key,
+                          **SOAK_LIMITS)
+    settings = {"model": describe_model(model), "server": " ".join(["multifield serve MODEL --port PORT", *options]),
+                "API key": "from MULTIFIELD_API_KEY"}
+    text = soak_markdown(result, machine_info(), settings)
+    print(text)
+    out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("soak.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"RSS growth {result['rss growth %']:+.2f}% (first to last minute); errors on good requests: "
+          f"{result['good errors']}; bad answered otherwise: {result['bad answered otherwise']}; 5xx: {result['5xx']}")
+    print(f"written to {out}")
+    return 0 if result["good errors"] == 0 and result["5xx"] == 0 and result["bad answered otherwise"] == 0 else 1
 
 
 def _ms(value: float) -> str:

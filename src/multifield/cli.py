@@ -310,10 +310,24 @@ def serve(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log one line per request."),
     runtime: str = typer.Option("onnx", "--runtime", help=RUNTIME_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP + " Per worker."),
+    api_key_file: Optional[Path] = typer.Option(
+        None, "--api-key-file", help="A file holding the API key that requests must send (Authorization: Bearer KEY); "
+        "or set MULTIFIELD_API_KEY. Required with a --host other machines can reach.",
+    ),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve a --host other machines can reach without an API key."),
+    cors_origins: Optional[list[str]] = typer.Option(
+        None, "--cors-origin", help="An origin (https://host[:port]) whose pages may call the API from a browser; repeatable. "
+        "Default: none (CORS off).",
+    ),
+    drain_seconds: float = typer.Option(
+        30.0, "--drain-seconds", min=0, help="On SIGTERM, how long the requests in flight may take before the server exits anyway."
+    ),
 ):
     """Serve a model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, API docs at /docs.
 
     Example: multifield serve runs/movies --port 8000   (then: curl -s localhost:8000/healthz)
+
+    For other machines: MULTIFIELD_API_KEY=$(cat key.txt) multifield serve runs/movies --host 0.0.0.0
     """
     import os
 
@@ -322,6 +336,10 @@ def serve(
     from multifield.bundle import RUNTIMES
     from multifield.server import ServerSettings
     from multifield.server import serve as run_server
+    from multifield.server.auth import check_access, read_api_key
+
+    api_key = read_api_key(api_key_file)
+    check_access(host, api_key, no_auth)  # before the model loads: a refusal costs no wait
 
     try:
         sizes = tuple(int(size) for size in batch_sizes.split(","))
@@ -329,11 +347,13 @@ def serve(
         raise MultifieldError(f"--batch-sizes {batch_sizes!r}: give increasing numbers such as 1,8,64,256") from None
     try:
         settings = ServerSettings(
-            max_records=max_records, max_field_chars=max_field_chars, max_body_bytes=max_body_bytes, batch_sizes=sizes
+            max_records=max_records, max_field_chars=max_field_chars, max_body_bytes=max_body_bytes, batch_sizes=sizes,
+            drain_seconds=drain_seconds, cors_origins=tuple(cors_origins or ()),
         )
     except ValidationError as error:
         first = error.errors()[0]
-        raise MultifieldError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        option = {"cors_origins": "cors-origin"}.get(str(first["loc"][0]), str(first["loc"][0]).replace("_", "-"))
+        raise MultifieldError(f"--{option}: {first['msg'].removeprefix('Value error, ')}") from None
     if runtime.lower() not in RUNTIMES:
         raise MultifieldError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     # The workers read these when they load the model (multifield.server.serving_model, multifield.onnx_session).
@@ -341,7 +361,7 @@ def serve(
     if threads is not None:
         os.environ["MULTIFIELD_THREADS"] = str(threads)
     run_server(model_dir, settings, host=host, port=port, workers=workers, access_log=access_log,
-               announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+               announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True), api_key=api_key, no_auth=no_auth)
 
 
 @app.command()

@@ -4,6 +4,8 @@ bundle and its training report, and remove the checkpoint once both are in place
 
 from __future__ import annotations
 
+import functools
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from multifield.report import write_run_report
 from multifield.training.checkpoint import Checkpoint, check_out, checkpoint_path
 from multifield.training.datasets import streams
 from multifield.training.distribution import DataParallelPlan, setup_data_parallel
+from multifield.training.out_lock import out_lock
 
 
 @dataclass
@@ -87,6 +90,14 @@ def train_run(
     ``out`` and the training report to ``report`` (default ``out/report.html``). Only the chief process of a
     data-parallel run writes files. The fitted estimator."""
     plan = join_distribution(distribution, config, console)
+    chief = plan is None or plan.is_chief
+    # One writer per --out: the lock is held from the check of --out to the last file written.
+    announce = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    with out_lock(out, announce=announce) if chief else nullcontext():
+        return _train_and_write(config, train, valid, out, console, plan, epochs, overwrite, resume, stream, skip_bad_rows, report)
+
+
+def _train_and_write(config, train, valid, out, console, plan, epochs, overwrite, resume, stream, skip_bad_rows, report):
     note = check_out(out, resume, overwrite)
     if note:
         console.print(note)

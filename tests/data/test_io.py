@@ -120,3 +120,13 @@ def test_write_jsonl_writes_what_the_fast_writer_refuses(tmp_path):
     assert write_jsonl(path, rows) == 2
     written = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert written == [rows[0], {"id": "é", "scores": {"Crime": None}}]
+
+
+@pytest.mark.parametrize("depth", [900, 1100, 5000])
+def test_a_line_nested_deeper_than_the_recursion_limit_is_a_record_or_a_bad_row(tmp_path, depth):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"plot": ' + "[" * depth + "1e300" + "]" * depth + "}\n" + '{"plot": "fine"}\n', encoding="utf-8")
+    table = read_table(path, skip_bad_rows=True)
+    assert len(table) + len(table.skipped) == 2
+    if depth < 1000:  # orjson reads it (to 1024 levels), and the huge number inside is found without recursion
+        assert len(table) == 2 and table.records[1] == {"plot": "fine"}

@@ -56,8 +56,21 @@ def require_browser():
         pytest.skip(message)
 
 
+KEY = "browser-test-key-0123456789"
+
+
 @pytest.fixture(scope="module")
 def server_url(trained_bundle, tmp_path_factory):
+    yield from started_server(trained_bundle, tmp_path_factory, os.environ)
+
+
+@pytest.fixture(scope="module")
+def keyed_server_url(trained_bundle, tmp_path_factory):
+    yield from started_server(trained_bundle, tmp_path_factory, {**os.environ, "MULTIFIELD_API_KEY": KEY})
+
+
+def started_server(trained_bundle, tmp_path_factory, environment):
+    """``multifield serve`` on a free port of 127.0.0.1 until the module's tests are done; yields its URL."""
     require_browser()
     port = free_port()
     log = tmp_path_factory.mktemp("browser") / "serve.log"
@@ -65,7 +78,7 @@ def server_url(trained_bundle, tmp_path_factory):
         process = subprocess.Popen(
             [EXECUTABLE, "serve", str(trained_bundle), "--host", "127.0.0.1", "--port", str(port),
              "--batch-sizes", "1,8", "--no-access-log"],
-            stdout=handle, stderr=subprocess.STDOUT,
+            stdout=handle, stderr=subprocess.STDOUT, env=environment,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -183,3 +196,27 @@ def test_api_docs_render_without_internet(server_url, browser):
     assert page.locator(".opblock-summary-path", has_text="/v1/predict").count() >= 1
     assert not failed, failed
     page.close()
+
+
+def test_page_asks_for_the_key_once_and_keeps_it_in_memory_only(keyed_server_url, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    asked: list[str] = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept(KEY)
+
+    page.on("dialog", answer)
+    page.goto(keyed_server_url + "/")
+    page.wait_for_selector("#field-plot")  # GET /v1/model answered: the key was sent
+    page.fill("#field-plot", RECORD["plot"])
+    page.click("#predict-button")
+    page.wait_for_selector("#result:not([hidden])")
+    assert len(asked) == 1 and "API key" in asked[0]
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    assert context.cookies() == [] and KEY not in page.evaluate("document.cookie")
+    page.reload()  # a new page: the key is gone, and asked for again
+    page.wait_for_selector("#field-plot")
+    assert len(asked) == 2
+    context.close()

@@ -148,15 +148,20 @@ def _jsonl_rows(path: Path, compressed: bool):
 
 def _holds_huge_number(value) -> bool:
     """Whether a parsed JSON value holds a number beyond ±2**63 anywhere: orjson reads an integer of over
-    64 bits as a float, where the json module keeps it exact."""
-    kind = type(value)
-    if kind is float:
-        return not -9.2e18 < value < 9.2e18
-    if kind is dict:
-        value = value.values()
-    elif kind is not list:
-        return False
-    return any(type(item) in (float, dict, list) and _holds_huge_number(item) for item in value)
+    64 bits as a float, where the json module keeps it exact. Walked with a stack, not by recursion: orjson
+    reads arrays nested 1024 deep, deeper than Python's recursion limit allows a recursive walk."""
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is float:
+            if not -9.2e18 < value < 9.2e18:
+                return True
+        elif kind is dict:
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+    return False
 
 
 def _json_type(value) -> str:

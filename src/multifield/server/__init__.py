@@ -15,12 +15,13 @@ def _require_serving() -> None:
         raise ImportError(f'serving needs FastAPI and uvicorn: pip install "multifield[serve]" ({error})') from None
 
 
-def create_app(bundle_dir, settings: ServerSettings | None = None):
-    """The FastAPI application serving the bundle in ``bundle_dir`` (see ``multifield.server.app``)."""
+def create_app(bundle_dir, settings: ServerSettings | None = None, api_key: str | None = None):
+    """The FastAPI application serving the bundle in ``bundle_dir``; with ``api_key``, requests need
+    ``Authorization: Bearer API_KEY`` (see ``multifield.server.app``)."""
     _require_serving()
     from multifield.server.app import create_app as create
 
-    return create(bundle_dir, settings)
+    return create(bundle_dir, settings, api_key=api_key)
 
 
 def serve(bundle_dir, settings: ServerSettings | None = None, **options) -> None:

@@ -5,17 +5,20 @@ import asyncio
 import json
 import logging
 import os
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from multifield.compilation_cache import enable_compilation_cache
 from multifield.errors import MultifieldError
 from multifield.server.api_docs import add_docs_routes
+from multifield.server.auth import API_KEY_VARIABLE, ApiKeyMiddleware
 from multifield.server.body_limit import BodyLimitMiddleware
 from multifield.server.logs import log_to_console
 from multifield.server.micro_batcher import MicroBatcher, Overloaded
@@ -49,7 +52,7 @@ def _error(status: int, code: str, message: str, details: list | None = None, he
     )
 
 
-def _description(model: ServingModel, settings: ServerSettings) -> str:
+def _description(model: ServingModel, settings: ServerSettings, keyed: bool = False) -> str:
     config = model.config
     fields = ", ".join(f"`{name}` ({field.kind})" for name, field in config.fields.items())
     return f"""Predicts the labels of records with the multifield model **{config.name}**
@@ -64,9 +67,14 @@ def _description(model: ServingModel, settings: ServerSettings) -> str:
   {settings.max_body_bytes} bytes per body. Text beyond the tokens a field reads (`GET /v1/model`) is cut off, as in training.
 * Every error answer has the body `{{"error": {{"code", "message", "details": [{{"location", "problem", "allowed"}}]}}}}`.
   Bad input gets a 4xx: 400 (not JSON, not UTF-8), 413 (body too large), 415 (Content-Type not JSON), 422 (does not match the
-  schema). 503 with `Retry-After` means the server is busy (or still warming up, for `/healthz`).
-* Concurrent requests are batched together for the model; a record's prediction does not depend on the records
+  schema). 503 with `Retry-After` means the server is busy (or still warming up or draining, for `/healthz`).
+{_KEY_NOTE if keyed else ""}* Concurrent requests are batched together for the model; a record's prediction does not depend on the records
   it is batched with.
+"""
+
+
+_KEY_NOTE = """* This server needs its API key: every request but `GET /healthz` (and the web page's own files) without
+  `Authorization: Bearer KEY` gets 401.
 """
 
 
@@ -132,12 +140,13 @@ def validation_details(errors: list[dict], allowed: dict[str, str], settings: Se
     return details
 
 
-def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = None) -> FastAPI:
-    """The application serving the bundle in ``bundle_dir``.
+def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = None, api_key: str | None = None) -> FastAPI:
+    """The application serving the bundle in ``bundle_dir``; with ``api_key``, every request but ``/healthz``
+    and the web page's files needs ``Authorization: Bearer API_KEY`` (``server/auth.py``).
 
     The bundle is loaded here, so that a missing or untrusted bundle raises (a ``BundleError``) before a
     server starts; the model is warmed up on the model thread when the application starts, and
-    ``/healthz`` answers 503 until that is done.
+    ``/healthz`` answers 503 until that is done, and again once ``app.state.draining`` is set (on SIGTERM).
     """
     settings = settings or ServerSettings()
     model = ServingModel(bundle_dir, settings)
@@ -154,7 +163,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     app = FastAPI(
         title=f"multifield: {model.config.name}",
         version=__version__,
-        description=_description(model, settings),
+        description=_description(model, settings, keyed=api_key is not None),
         lifespan=lifespan,
         docs_url=None,  # served by add_docs_routes from files shipped with the package, not from a CDN
         redoc_url=None,
@@ -162,7 +171,16 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServerSettings | None = 
     app.state.model = model
     app.state.batcher = batcher
     app.state.settings = settings
+    app.state.draining = threading.Event()
+    # Outermost last: the timing, then CORS (a browser's preflight carries no key), the key, the body's limits.
     app.add_middleware(BodyLimitMiddleware, settings=settings, json_paths=[PREDICT_PATH])
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600,
+        )
     app.add_middleware(ServerTimingMiddleware)  # added last: outermost, so it times the body checks too
 
     add_error_handlers(app, allowed, settings)
@@ -268,11 +286,16 @@ def add_api_routes(app: FastAPI, model: ServingModel, batcher: MicroBatcher, set
     @app.get(
         "/healthz",
         response_model=Health,
-        responses={503: {"model": Health, "description": "Not ready: the model is warming up (or failed to).", "headers": _RETRY_AFTER}},
+        responses={
+            503: {"model": Health, "description": "Not ready: the model is warming up (or failed to), or the server is draining "
+                  "before it stops.", "headers": _RETRY_AFTER}
+        },
         summary="Readiness: 200 once the model is loaded and warmed up",
         tags=["health"],
     )
     async def healthz():
+        if app.state.draining.is_set():
+            return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)})
         batcher.start()
         if model.ready:
             return JSONResponse({"status": "ok"})
@@ -286,4 +309,4 @@ def create_app_from_environment() -> FastAPI:
     log_to_console()
     enable_compilation_cache()  # as the command line does in the parent process: workers share the cache
     settings = ServerSettings.model_validate(json.loads(os.environ.get(SETTINGS_VARIABLE, "{}")))
-    return create_app(Path(os.environ[BUNDLE_VARIABLE]), settings)
+    return create_app(Path(os.environ[BUNDLE_VARIABLE]), settings, api_key=os.environ.get(API_KEY_VARIABLE))

@@ -41,17 +41,17 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await _answer(send, *error_body(400, "invalid_content_length", "the Content-Length header is not a number"))
+                await send_answer(send, *error_body(400, "invalid_content_length", "the Content-Length header is not a number"))
                 return
             if int(declared) > limit:
-                await _answer(send, *_too_large(int(declared), limit, declared=True))
+                await send_answer(send, *_too_large(int(declared), limit, declared=True))
                 return
         json_body = scope["method"] == "POST" and scope["path"] in self.json_paths
         if json_body:
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if content_type != b"application/json" and not content_type.endswith(b"+json"):
                 said = f"the body is {content_type.decode('latin-1')}" if content_type else "the request has no Content-Type"
-                await _answer(
+                await send_answer(
                     send,
                     *error_body(415, "unsupported_media_type", f"{said}; send JSON with Content-Type: application/json"),
                 )
@@ -64,7 +64,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _answer(send, *_too_large(size, limit, declared=False))
+                await send_answer(send, *_too_large(size, limit, declared=False))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -75,7 +75,7 @@ class BodyLimitMiddleware:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError as error:
-                await _answer(
+                await send_answer(
                     send,
                     *error_body(
                         400,
@@ -106,7 +106,8 @@ def _too_large(size: int, limit: int, declared: bool) -> tuple[int, bytes]:
     )
 
 
-async def _answer(send, status: int, body: bytes) -> None:
+async def send_answer(send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Answer a request with ``body`` (JSON) from ASGI middleware, closing the connection (its body may be unread)."""
     await send(
         {
             "type": "http.response.start",
@@ -115,6 +116,7 @@ async def _answer(send, status: int, body: bytes) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *headers,
             ],
         }
     )

@@ -147,7 +147,7 @@ class ModelInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "warming_up", "failed"]
+    status: Literal["ok", "warming_up", "failed", "draining"]
 
 
 class ErrorDetail(BaseModel):

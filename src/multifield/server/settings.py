@@ -47,6 +47,17 @@ class ServerSettings(BaseModel):
     )
     retry_after_seconds: int = Field(1, ge=1, description="The Retry-After header of a 503 answer.")
     warmup: bool = Field(True, description="Compile every batch shape before /healthz reports ready.")
+    drain_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description="On SIGTERM, how long the requests in flight and queued may take to be answered before "
+        "the server exits anyway.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins (scheme://host[:port]) whose web pages may call the API from a browser; none: CORS is off.",
+    )
 
     @field_validator("batch_sizes")
     @classmethod
@@ -54,6 +65,15 @@ class ServerSettings(BaseModel):
         if any(size < 1 for size in sizes) or list(sizes) != sorted(set(sizes)):
             raise ValueError(f"batch_sizes must be positive and strictly increasing, got {list(sizes)}")
         return sizes
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            scheme, separator, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not separator or not rest or "/" in rest):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], such as https://example.org")
+        return origins
 
     def limits(self) -> dict[str, int]:
         """The limits a client must respect, as published by ``GET /v1/model``."""

@@ -13,8 +13,31 @@
     return node;
   }
 
+  // -- the API key ------------------------------------------------------------------------------------
+  // A server reachable from other machines answers 401 without its key. The page then asks for it once and
+  // keeps it in this variable only: never in localStorage, sessionStorage or a cookie, so it is gone with the tab.
+  let apiKey = null;
+
+  function withKey(options) {
+    const headers = Object.assign({}, (options && options.headers) || {});
+    if (apiKey !== null) headers.Authorization = `Bearer ${apiKey}`;
+    return Object.assign({}, options || {}, { headers });
+  }
+
+  async function authorizedFetch(url, options) {
+    let response = await fetch(url, withKey(options));
+    if (response.status === 401) {
+      const given = window.prompt("This server needs an API key (it stays in this page only):");
+      if (given === null || given.trim() === "") return response;
+      apiKey = given.trim();
+      response = await fetch(url, withKey(options));
+      if (response.status === 401) apiKey = null;  // wrong: asked again on the next request
+    }
+    return response;
+  }
+
   async function requestJSON(url, options) {
-    const response = await fetch(url, options);
+    const response = await authorizedFetch(url, options);
     let body = null;
     try { body = await response.json(); } catch (error) { body = null; }
     if (!response.ok) {
@@ -326,7 +349,7 @@
     $("clear-button").addEventListener("click", () => { fillForm({}); forgetExample(); });
     $("example-button").addEventListener("click", () => loadExample());
     // Offer examples only when the server has some for this model's fields.
-    const probe = await fetch("/v1/example?index=0").catch(() => null);
+    const probe = await authorizedFetch("/v1/example?index=0").catch(() => null);
     $("example-button").hidden = !(probe && probe.ok);
     // /?example=N opens with example N filled in and predicted (a link to show someone).
     const wanted = new URLSearchParams(window.location.search).get("example");
