@@ -97,6 +97,13 @@ def test_predict_with_skip_bad_rows_keeps_one_line_per_record_in_order(trained_b
     assert all("labels" in row and "scores" in row for row in rows if "error" not in row)
     notes = [line for line in result.output.splitlines() if "bad records skipped" in line]
     assert len(notes) == 1 and "3 bad records skipped (lines 2, 5, 6)" in notes[0]
+    # A file of bad records only still gets its lines, one error each: nothing is dropped.
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_bytes(b"{\n[]\n")
+    result = run_cli("predict", trained_bundle, "--input", only_bad, "--output", out, "--skip-bad-rows")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2] and all(row["error"] for row in rows)
+    assert "0 predictions and 2 error lines written" in result.output
 
 
 def test_evaluate_and_explain_with_skip_bad_rows_report_what_they_left_out(trained_bundle, tmp_path):

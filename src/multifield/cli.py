@@ -202,7 +202,9 @@ def predict(
     if written.skipped:
         summary = skipped_summary(written.skipped, written.line_kind)
         err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
-    err_console.print(f"{written.count} predictions written to {output}")
+    errors = len(written.skipped)
+    counts = f"{written.count - errors} predictions and {errors} error lines" if errors else f"{written.count} predictions"
+    err_console.print(f"{counts} written to {output}")
 
 
 @app.command()

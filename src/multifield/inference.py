@@ -208,7 +208,10 @@ class Predictor:
         result = PredictedFile(0)
 
         def rows():
-            chunks = checked_tables(input_path, self.config, skip_bad_rows=skip_bad_rows, chunk_records=chunk_records)
+            # With skip_bad_rows even a file of bad records only gets its lines: one per input record.
+            chunks = checked_tables(
+                input_path, self.config, skip_bad_rows=skip_bad_rows, chunk_records=chunk_records, require_some=not skip_bad_rows
+            )
             for chunk, predictions in self.chunks(chunks, attention=attention):
                 result.skipped.extend(chunk.skipped)
                 result.line_kind = chunk.line_kind

@@ -294,14 +294,17 @@ def load_records(source, config: Config, labels: bool = False, skip_bad_rows: bo
     return check_records(config, table, labels=labels, skip_bad_rows=skip_bad_rows)
 
 
-def checked_tables(path, config: Config, labels: bool = False, skip_bad_rows: bool = False, chunk_records: int = 8192):
+def checked_tables(
+    path, config: Config, labels: bool = False, skip_bad_rows: bool = False, chunk_records: int = 8192, require_some: bool = True
+):
     """``load_records`` chunk by chunk, for files too big to hold: each chunk's usable records, with its
-    bad ones in ``skipped`` (``skip_bad_rows``) or the first bad one raised; ids are unique across chunks."""
+    bad ones in ``skipped`` (``skip_bad_rows``) or the first bad one raised; ids are unique across chunks.
+    A file with no usable record is an error unless ``require_some`` is false."""
     seen: dict = {}
     usable, last = 0, None
     for chunk in iter_tables(path, chunk_records, skip_bad_rows=True, require_some=False):
         last = check_records(config, chunk, labels, skip_bad_rows, seen=seen, require_some=False)
         usable += len(last)
         yield last
-    if not usable:
+    if not usable and (require_some or last is None):
         raise DataError(f"none of its records is usable: {last.skipped_summary() if last is not None else ''}", path)
