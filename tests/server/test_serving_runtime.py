@@ -26,3 +26,19 @@ def test_both_runtimes_serve_the_same_predictions(trained_bundle, movie_files, m
     for got, want in zip(answered, expected):
         assert got["scores"] == pytest.approx(want["scores"], abs=2e-6)
         assert [word for word, _ in got["attention"]["plot"]] == [word for word, _ in want["attention"]["plot"]]
+
+
+def test_on_onnx_runtime_the_largest_batch_runs_before_the_server_is_ready(trained_bundle, monkeypatch):
+    monkeypatch.setenv("MULTIFIELD_RUNTIME", "onnx")
+    served = ServingModel(trained_bundle, ServerSettings(batch_sizes=(1, 8, 64)))
+    call, shapes = served.predictor.call, []
+
+    def recording(batch):
+        shapes.append({name: ids.shape for name, ids in batch.items()})
+        return call(batch)
+
+    served.predictor.call = recording
+    served.warm_up()
+    assert served.ready
+    # The memory arena is sized by a batch of the largest size at every field's full width, before any request.
+    assert {name: (64, field.max_tokens) for name, field in served.config.fields.items()} in shapes
