@@ -202,8 +202,9 @@ def predict(
     if written.skipped:
         summary = skipped_summary(written.skipped, written.line_kind)
         err_console.print(f"[yellow]note:[/] {input_file}: {summary}; their lines in {output} hold an \"error\"", highlight=False, soft_wrap=True)
-    errors = len(written.skipped)
-    counts = f"{written.count - errors} predictions and {errors} error lines" if errors else f"{written.count} predictions"
+    errors, predictions = len(written.skipped), written.count - len(written.skipped)
+    counts = f"{predictions} prediction{'' if predictions == 1 else 's'}"
+    counts += f" and {errors} error line{'' if errors == 1 else 's'}" if errors else ""
     err_console.print(f"{counts} written to {output}")
 
 
