@@ -31,26 +31,8 @@ from benchmarks.speed import EXECUTABLE, predict_file, timed_process  # noqa: E4
 REPO = Path(__file__).resolve().parents[1]
 WORKDIR = CACHE_DIR / "runtime"
 
-FASTTEXT_TRAIN = """
-import json, sys, time
-import fasttext
-def line(record):
-    parts = []
-    for key in ("title", "plot", "reviews"):
-        parts.append(record.get(key) or "")
-    for key in ("actors", "features"):
-        parts.append(" ".join(item.replace(" ", "_") for item in record.get(key) or []))
-    return " ".join(" ".join(parts).split()).lower()
-with open(sys.argv[1]) as source, open(sys.argv[2], "w") as out:
-    for text in source:
-        record = json.loads(text)
-        labels = " ".join("__label__" + genre.replace(" ", "_") for genre in record["genres"])
-        out.write(labels + " " + line(record) + "\\n")
-model = fasttext.train_supervised(sys.argv[2], epoch=25, lr=0.5, wordNgrams=2, loss="ova", thread=2, verbose=0)
-model.save_model(sys.argv[3])
-"""
-
-FASTTEXT_PREDICT = """
+# A record as one line of fastText text: every field's words, list items joined by underscores.
+FASTTEXT_LINE = """
 import json, sys
 import fasttext
 def line(record):
@@ -60,6 +42,19 @@ def line(record):
     for key in ("actors", "features"):
         parts.append(" ".join(item.replace(" ", "_") for item in record.get(key) or []))
     return " ".join(" ".join(parts).split()).lower()
+"""
+
+FASTTEXT_TRAIN = FASTTEXT_LINE + """
+with open(sys.argv[1]) as source, open(sys.argv[2], "w") as out:
+    for text in source:
+        record = json.loads(text)
+        labels = " ".join("__label__" + genre.replace(" ", "_") for genre in record["genres"])
+        out.write(labels + " " + line(record) + "\\n")
+model = fasttext.train_supervised(sys.argv[2], epoch=25, lr=0.5, wordNgrams=2, loss="ova", thread=2, verbose=0)
+model.save_model(sys.argv[3])
+"""
+
+FASTTEXT_PREDICT = FASTTEXT_LINE + """
 model = fasttext.load_model(sys.argv[1])
 records = [json.loads(text) for text in open(sys.argv[2])]
 labels, scores = model.predict([line(record) for record in records], k=-1, threshold=0.5)
