@@ -13,7 +13,7 @@ from multifield.bundle import RUNTIMES, Bundle, load_bundle, onnx_bytes, save_bu
 from multifield.config import Config, config_from_dict, load_config
 from multifield.data.io import Table, as_table
 from multifield.errors import MultifieldError
-from multifield.inference import ONNX_BATCH_SIZE, Predictor
+from multifield.inference import Predictor
 from multifield.metrics import evaluate
 from multifield.onnx_session import inference_session, onnx_call
 from multifield.training.checkpoint import Checkpoint
@@ -100,8 +100,7 @@ class MultiFieldClassifier:
             return Predictor(self.config_, self.encoder_, self.model_, self.thresholds_)
         if getattr(self, "onnx_call_", None) is None:  # one session for the fitted model, made on first use
             self.onnx_call_ = onnx_call(inference_session(onnx_bytes(self.model_, self.config_)))
-        return Predictor(self.config_, self.encoder_, None, self.thresholds_, call=self.onnx_call_, fixed_shapes=False,
-                         batch_size=ONNX_BATCH_SIZE)
+        return Predictor.on_onnx(self.config_, self.encoder_, self.thresholds_, self.onnx_call_)
 
     def predict_proba(self, data) -> np.ndarray:
         """``(records, labels)`` probabilities, columns in the order of ``labels_``."""

@@ -118,8 +118,15 @@ class Predictor:
         and ``spinning``: see ``multifield.onnx_session.inference_session``), else on Keras."""
         if bundle.model is None and "call" not in options:
             call = onnx_call(inference_session(bundle.graph, threads, spinning))
-            options = {"call": call, "fixed_shapes": False, "batch_size": ONNX_BATCH_SIZE, **options}
+            return cls.on_onnx(bundle.config, bundle.encoder, bundle.thresholds, call, **options)
         return cls(bundle.config, bundle.encoder, bundle.model, bundle.thresholds, **options)
+
+    @classmethod
+    def on_onnx(cls, config: Config, encoder: RecordEncoder, thresholds: np.ndarray, call: BatchCall, **options) -> Predictor:
+        """A predictor whose ``call`` runs ONNX Runtime (``multifield.onnx_session.onnx_call``): nothing compiles, so
+        sorted batches of ``ONNX_BATCH_SIZE`` records are each cut to their longest record."""
+        options = {"fixed_shapes": False, "batch_size": ONNX_BATCH_SIZE, **options}
+        return cls(config, encoder, None, thresholds, call=call, **options)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, runtime: str = "onnx", **options) -> Predictor:
