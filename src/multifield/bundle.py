@@ -28,7 +28,7 @@ from multifield.data.encoding import RecordEncoder
 from multifield.data.labels import LabelEncoder
 from multifield.data.text import FieldTokenizer
 from multifield.errors import BundleError, ConfigError
-from multifield.files import write_bytes, write_text
+from multifield.files import pid_alive, write_bytes, write_text
 from multifield.version import __version__
 
 FORMAT_VERSION = 1
@@ -137,18 +137,8 @@ def _remove_leftovers(directory: Path) -> None:
         if not (name.startswith(prefix) and name.endswith((".tmp", ".old")) and path.is_dir()):
             continue
         pid = name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _read_json(path: Path):

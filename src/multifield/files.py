@@ -83,4 +83,16 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
 
 
-__all__ = ["atomic_writer", "fsync_directory", "leftover_temporaries", "write_bytes", "write_lines", "write_text"]
+# Files left by a process (a lock, a bundle being written) are stale once it has ended.
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+__all__ = ["atomic_writer", "fsync_directory", "leftover_temporaries", "pid_alive", "write_bytes", "write_lines", "write_text"]

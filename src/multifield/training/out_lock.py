@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from multifield.errors import MultifieldError
+from multifield.files import pid_alive
 
 
 def lock_path(out: str | os.PathLike) -> Path:
@@ -41,17 +42,6 @@ def describe_holder(text: str) -> str:
         return f"pid {int(holder['pid'])} on {holder['host']} since {started}"
     except (ValueError, KeyError, TypeError):
         return "a process that left no readable details"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (signal 0 checks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
 
 
 def _stale_note(path: Path, previous: str) -> str | None:
