@@ -77,6 +77,22 @@ def test_the_estimator_predicts_on_either_runtime(trained_bundle, movie_files):
         on_onnx.predict(movie_files["test"])
 
 
+def test_the_estimator_loaded_for_onnx_imports_no_keras_until_it_saves(trained_bundle, movie_files, tmp_path):
+    code = (
+        "import sys\n"
+        "import multifield\n"
+        "classifier = multifield.load(sys.argv[1])\n"
+        "labels = classifier.predict(sys.argv[2])\n"
+        "print('keras' in sys.modules, 'jax' in sys.modules)\n"
+        "classifier.save(sys.argv[3])\n"
+        "print('keras' in sys.modules, multifield.load(sys.argv[3]).predict(sys.argv[2]) == labels)\n"
+    )
+    args = [trained_bundle, movie_files["test"], tmp_path / "saved"]
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "True", "True"]
+
+
 def test_a_changed_or_missing_model_file_is_refused(copied_bundle, trained_bundle):
     graph = bytearray((copied_bundle / "model.onnx").read_bytes())
     graph[len(graph) // 2] ^= 0xFF  # one flipped byte in a weight: still a loadable graph

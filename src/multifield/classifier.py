@@ -16,9 +16,6 @@ from multifield.errors import MultifieldError
 from multifield.inference import Predictor
 from multifield.metrics import evaluate
 from multifield.onnx_session import inference_session, onnx_call
-from multifield.training.checkpoint import Checkpoint
-from multifield.training.datasets import prepare
-from multifield.training.engine import train as train_model
 
 
 def resolve_config(config) -> Config:
@@ -34,7 +31,7 @@ def resolve_config(config) -> Config:
 
 def check_is_fitted(classifier: MultiFieldClassifier) -> None:
     """A ``MultifieldError`` unless ``classifier`` was fitted or loaded (as scikit-learn's ``check_is_fitted``)."""
-    if getattr(classifier, "model_", None) is None:
+    if getattr(classifier, "encoder_", None) is None:
         raise MultifieldError("this classifier is not fitted yet: call fit() or multifield.load()")
 
 
@@ -57,6 +54,18 @@ class MultiFieldClassifier:
         self.config = config
         self.runtime = runtime
 
+    @property
+    def model_(self):
+        """The Keras model. A classifier loaded for ONNX Runtime reads it from its bundle on first use (saving,
+        the Keras runtime), so that predicting never imports Keras."""
+        if getattr(self, "_model", None) is None and getattr(self, "source_", None) is not None:
+            self._model = load_bundle(self.source_, runtime="keras").model  # checked against the manifest again
+        return getattr(self, "_model", None)
+
+    @model_.setter
+    def model_(self, model) -> None:
+        self._model = model
+
     # -- fitting ---------------------------------------------------------------------------------------
     def fit(
         self, train, valid=None, epochs: int | None = None, verbose: bool = True, console=None, callbacks=None,
@@ -70,6 +79,12 @@ class MultiFieldClassifier:
         above 256 MB stream); the validation records are held in memory either way. ``checkpoint`` (a
         path, or a ``multifield.training.checkpoint.Checkpoint``) saves the training state after every
         epoch; ``resume`` continues from it."""
+        # The training stack (Keras, JAX) is imported here, not with the module: a classifier loaded to predict
+        # on ONNX Runtime never needs it.
+        from multifield.training.checkpoint import Checkpoint
+        from multifield.training.datasets import prepare
+        from multifield.training.engine import train as train_model
+
         config = self.config_ = resolve_config(self.config)
         data = prepare(config, train, valid, stream)
         self.encoder_ = data.encoder
@@ -77,6 +92,7 @@ class MultiFieldClassifier:
             checkpoint = Checkpoint(checkpoint, resume=resume)
         trained = train_model(config, data, epochs, console, verbose, callbacks, checkpoint)
         self.model_ = trained.model
+        self.source_ = None
         self.onnx_call_ = None
         self.thresholds_ = trained.thresholds
         self.metrics_ = trained.metrics
@@ -150,11 +166,12 @@ class MultiFieldClassifier:
 
 def load(directory, runtime: str = "onnx") -> MultiFieldClassifier:
     """Load a saved bundle as a fitted ``MultiFieldClassifier`` predicting on ``runtime``."""
-    bundle = load_bundle(directory)
+    bundle = load_bundle(directory, runtime=runtime)
     classifier = MultiFieldClassifier(bundle.config, runtime=runtime)
     classifier.config_ = bundle.config
     classifier.encoder_ = bundle.encoder
-    classifier.model_ = bundle.model
+    classifier.model_ = bundle.model  # None on ONNX Runtime: read from ``source_`` when first needed
+    classifier.source_ = Path(directory)
     classifier.onnx_call_ = onnx_call(inference_session(bundle.graph)) if bundle.graph and runtime == "onnx" else None
     classifier.thresholds_ = bundle.thresholds
     classifier.metrics_ = bundle.metrics

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from movie_data import bundled_movies
 
 from multifield.data.fast_tokens import FastTokenizer
+from multifield.data.text import FAST_PATH_MIN_VALUES
 from multifield.data.text import FieldTokenizer, as_items, as_text
 
 # Characters where the two pipelines could part: accents (composed and combining), ligatures and full-width
@@ -50,7 +51,9 @@ TOKENIZERS = {(kind, lowercase): fitted(kind, lowercase, 7) for kind in ("text",
 
 def assert_same_ids(tokenizer: FieldTokenizer, values: list, length: int | None = None) -> None:
     assert tokenizer.fast is not None
-    np.testing.assert_array_equal(tokenizer.encode(values, length), reference(tokenizer).encode(values, length))
+    # Repeated up to a batch that takes the fast path (a smaller one goes to tokenizers whole).
+    batch = (values * FAST_PATH_MIN_VALUES)[: max(len(values), FAST_PATH_MIN_VALUES)]
+    np.testing.assert_array_equal(tokenizer.encode(batch, length), reference(tokenizer).encode(batch, length))
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
@@ -108,8 +111,19 @@ def test_a_pipeline_it_does_not_copy_has_no_fast_path():
 
 def test_values_that_are_not_strings_give_the_same_error():
     tokenizer = TOKENIZERS["text", True]
-    with pytest.raises(TypeError):
-        tokenizer.encode([3.5])
+    for batch in ([3.5], ["a"] * FAST_PATH_MIN_VALUES + [3.5]):
+        with pytest.raises(TypeError):
+            tokenizer.encode(batch)
+
+
+def test_a_small_batch_goes_to_tokenizers_whole(monkeypatch):
+    tokenizer = fitted("text", True, 7)
+    calls = []
+    monkeypatch.setattr(tokenizer.fast, "encode", lambda *args: calls.append(args) or None)
+    tokenizer.encode(["a"] * (FAST_PATH_MIN_VALUES - 1))
+    assert calls == []
+    tokenizer.encode(["a"] * FAST_PATH_MIN_VALUES)
+    assert len(calls) == 1
 
 
 def test_bundled_movies_take_the_fast_path_with_the_same_ids():
