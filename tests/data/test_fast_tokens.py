@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from movie_data import bundled_movies
 
 from multifield.data.fast_tokens import FastTokenizer
-from multifield.data.text import FAST_PATH_MIN_VALUES
-from multifield.data.text import FieldTokenizer, as_items, as_text
+from multifield.data.text import FAST_PATH_MIN_VALUES, FieldTokenizer, as_items, as_text
 
 # Characters where the two pipelines could part: accents (composed and combining), ligatures and full-width
 # letters (NFKC), the dotted capital I and sharp s (lowercase), digits of other scripts, joiners, letter
