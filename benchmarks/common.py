@@ -8,6 +8,11 @@ import gzip
 import json
 import os
 import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO / "data"
 DATA_FILE = DATA_DIR / "tmdb10k.jsonl.gz"
 CACHE_DIR = REPO / "benchmarks" / ".cache"
+#: The ``multifield`` command of the interpreter running the benchmark.
+EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
 
 FIELDS = ("actors", "plot", "features", "reviews", "title")
 LIST_FIELDS = ("actors", "features")
@@ -131,6 +138,38 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def predict_file(records: int, workdir: Path) -> Path:
+    """A JSONL file of ``records`` movies drawn (seed 0, with replacement) from the bundled ones, each with its own id."""
+    data = load_dataset()
+    pool = data.train + data.valid + data.test
+    rng = random.Random(0)
+    rows = []
+    for index in range(records):
+        record = dict(rng.choice(pool))
+        record["id"] = f"{record['id']}-{index}"
+        rows.append(record)
+    path = workdir / f"predict-{records}.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def timed_process(command: list[str], env: dict | None = None) -> dict:
+    """Run a command to the end; its wall time, peak RSS (MiB) and stdout. Fails loudly on a non-zero exit."""
+    # Output goes to files, not pipes: a child writing more than a pipe holds would block while we wait.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise RuntimeError(f"`{' '.join(command)}` exited with {code}\n{stderr[-3000:]}")
+    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": stdout, "stderr": stderr}
 
 
 def blank(records: list[dict], fields: tuple[str, ...]) -> list[dict]:

@@ -10,7 +10,8 @@ side by side in one run, on 20,000 movies drawn from the bundled data.
   filled compilation cache), with peak RSS.
 - The same predictions: the test split through both runtimes; the share of records with identical label sets
   and the largest score difference.
-- One record at a time through the Python API (``multifield.load``, ONNX Runtime), p50/p99 after warm-up.
+- One record at a time through the Python API (``multifield.load(dir).predict_records`` and
+  ``Predictor.load(dir).records``), on each runtime, p50/p99 after warm-up.
 - fastText (``fasttext`` in the interpreter ``--fasttext-python`` names; it needs NumPy < 2, hence its own
   environment): supervised, one-vs-all loss, every field's text as one line, trained on the training split,
   then a whole process that loads it and predicts the same 20,000 records (k = -1, threshold 0.5) and writes
@@ -25,8 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CACHE_DIR, machine_info, write_split_jsonl  # noqa: E402
-from benchmarks.speed import EXECUTABLE, predict_file, timed_process  # noqa: E402
+from benchmarks.common import CACHE_DIR, EXECUTABLE, machine_info, predict_file, timed_process, write_split_jsonl  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORKDIR = CACHE_DIR / "runtime"
@@ -64,21 +64,36 @@ with open(sys.argv[3], "w") as out:
                               "scores": {name[9:]: round(float(v), 6) for name, v in zip(names, values)}}) + "\\n")
 """
 
+RUNTIMES = ("onnx", "keras")
+
 API_SCRIPT = """
 import json, sys, time
 import numpy as np
 import multifield
 from multifield.data.io import read_table
-classifier = multifield.load({bundle!r})
+from multifield.inference import Predictor
 records = read_table({input!r}).records
-for record in records[:100]:
-    classifier.predict_proba([record])
-latencies = []
-for record in records[100:2100]:
-    started = time.perf_counter(); classifier.predict_proba([record]); latencies.append(time.perf_counter() - started)
-print(json.dumps({{"p50_ms": 1000 * float(np.percentile(latencies, 50)), "p99_ms": 1000 * float(np.percentile(latencies, 99)),
-                  "keras_imported": "keras" in sys.modules}}))
+def latency(predict):
+    for index in range({warmup}):
+        predict([records[index % len(records)]])
+    times = []
+    for index in range({warmup}, {warmup} + {calls}):
+        record = records[index % len(records)]
+        started = time.perf_counter(); predict([record]); times.append(time.perf_counter() - started)
+    return {{"p50_ms": 1000 * float(np.percentile(times, 50)), "p99_ms": 1000 * float(np.percentile(times, 99))}}
+result = {{"multifield.load": latency(multifield.load({bundle!r}, runtime={runtime!r}).predict_records)}}
+result["Predictor.load"] = latency(Predictor.load({bundle!r}, runtime={runtime!r}).records)
+result["keras_imported"] = "keras" in sys.modules
+print(json.dumps(result))
 """
+
+
+def api_latency(bundle: Path, input_file: Path, runtime: str, warmup: int = 100, calls: int = 2000) -> dict:
+    """One record at a time through the Python API on ``runtime``, in a process of its own: p50/p99 ms of
+    ``multifield.load(dir).predict_records([record])`` and of ``Predictor.load(dir).records([record])``
+    after ``warmup`` calls, and whether Keras got imported."""
+    script = API_SCRIPT.format(bundle=str(bundle), input=str(input_file), runtime=runtime, warmup=warmup, calls=calls)
+    return json.loads(timed_process([sys.executable, "-c", script])["stdout"].strip().splitlines()[-1])
 
 
 def predict(bundle: Path, input_file: Path, runtime: str, out: Path, records: int) -> dict:
@@ -89,12 +104,26 @@ def predict(bundle: Path, input_file: Path, runtime: str, out: Path, records: in
     return {"seconds": result["seconds"], "records_per_s": records / result["seconds"], "peak_rss_mib": result["peak_rss_mib"]}
 
 
+def predict_rows(bundle: Path, input_file: Path, records: int, workdir: Path, runs: int = 2) -> dict:
+    """``multifield predict`` whole process on each runtime, ``runs`` times each; predictions in workdir/RUNTIME.jsonl."""
+    return {runtime: [predict(bundle, input_file, runtime, workdir / f"{runtime}.jsonl", records) for _ in range(runs)]
+            for runtime in RUNTIMES}
+
+
 def agreement(first: Path, second: Path) -> dict:
     a = [json.loads(line) for line in first.open(encoding="utf-8")]
     b = [json.loads(line) for line in second.open(encoding="utf-8")]
     same = sum(set(x["labels"]) == set(y["labels"]) for x, y in zip(a, b))
     largest = max(abs(x["scores"][label] - y["scores"][label]) for x, y in zip(a, b) for label in x["scores"])
     return {"records": len(a), "same_label_sets": same, "largest_score_difference": largest}
+
+
+def split_agreement(bundle: Path, test: Path, workdir: Path) -> dict:
+    """The test split through ``multifield predict`` on both runtimes: identical label sets, largest score difference."""
+    rows = sum(1 for _ in test.open(encoding="utf-8"))
+    for runtime in RUNTIMES:
+        predict(bundle, test, runtime, workdir / f"test-{runtime}.jsonl", rows)
+    return agreement(workdir / "test-onnx.jsonl", workdir / "test-keras.jsonl")
 
 
 def trained_bundle(paths: dict) -> tuple[Path, float | None]:
@@ -106,10 +135,11 @@ def trained_bundle(paths: dict) -> tuple[Path, float | None]:
     return bundle, timed_process(command)["seconds"]
 
 
-def fasttext_rows(python: str, paths: dict, input_file: Path, records: int) -> dict:
-    model = WORKDIR / "fasttext.bin"
-    train = timed_process([python, "-c", FASTTEXT_TRAIN, str(paths["train"]), str(WORKDIR / "fasttext-train.txt"), str(model)])
-    out = WORKDIR / "fasttext-predictions.jsonl"
+def fasttext_rows(python: str, paths: dict, input_file: Path, records: int, workdir: Path = WORKDIR) -> dict:
+    """fastText trained on the training split, then two whole processes that predict ``input_file``."""
+    model = workdir / "fasttext.bin"
+    train = timed_process([python, "-c", FASTTEXT_TRAIN, str(paths["train"]), str(workdir / "fasttext-train.txt"), str(model)])
+    out = workdir / "fasttext-predictions.jsonl"
     runs = [timed_process([python, "-c", FASTTEXT_PREDICT, str(model), str(input_file), str(out)]) for _ in range(2)]
     return {"train_s": train["seconds"], "runs": [{"seconds": r["seconds"], "records_per_s": records / r["seconds"],
                                                    "peak_rss_mib": r["peak_rss_mib"]} for r in runs]}
@@ -125,15 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_split_jsonl()
     bundle, train_s = trained_bundle(paths)
     input_file = predict_file(args.records, WORKDIR)
-    rows = {runtime: [predict(bundle, input_file, runtime, WORKDIR / f"{runtime}.jsonl", args.records) for _ in range(2)]
-            for runtime in ("onnx", "keras")}
+    rows = predict_rows(bundle, input_file, args.records, WORKDIR)
     same_20k = agreement(WORKDIR / "onnx.jsonl", WORKDIR / "keras.jsonl")
-    test_rows = sum(1 for _ in paths["test"].open(encoding="utf-8"))
-    for runtime in ("onnx", "keras"):
-        predict(bundle, paths["test"], runtime, WORKDIR / f"test-{runtime}.jsonl", test_rows)
-    same_test = agreement(WORKDIR / "test-onnx.jsonl", WORKDIR / "test-keras.jsonl")
-    api = json.loads(timed_process([sys.executable, "-c", API_SCRIPT.format(bundle=str(bundle), input=str(input_file))])["stdout"]
-                     .strip().splitlines()[-1])
+    same_test = split_agreement(bundle, paths["test"], WORKDIR)
+    api = {runtime: api_latency(bundle, input_file, runtime) for runtime in RUNTIMES}
     fasttext = fasttext_rows(args.fasttext_python, paths, input_file, args.records) if args.fasttext_python else None
     text = markdown(rows, same_20k, same_test, api, fasttext, train_s, args.records)
     args.out.write_text(text, encoding="utf-8")
@@ -161,8 +186,11 @@ def markdown(rows, same_20k, same_test, api, fasttext, train_s, records) -> str:
               f"{same_20k['records']:,}; largest score difference {same_20k['largest_score_difference']:.1e} (scores written to 6 decimals)",
               f"- the same predictions, test split: identical label sets on {same_test['same_label_sets']:,} of "
               f"{same_test['records']:,}; largest score difference {same_test['largest_score_difference']:.1e}",
-              f"- one record at a time through the Python API (ONNX Runtime, after 100 warm-up calls, 2,000 calls): "
-              f"p50 {api['p50_ms']:.2f} ms, p99 {api['p99_ms']:.2f} ms; keras imported: {api['keras_imported']}"]
+              "- one record at a time through the Python API (after 100 warm-up calls, 2,000 calls), p50 / p99:"]
+    for runtime, figures in api.items():
+        lines += [f"  - {runtime}, `{entry}`: {figures[entry]['p50_ms']:.2f} / {figures[entry]['p99_ms']:.2f} ms"
+                  for entry in ("multifield.load", "Predictor.load")]
+        lines.append(f"  - {runtime}: keras imported: {figures['keras_imported']}")
     if fasttext:
         lines.append(f"- fastText trained in {fasttext['train_s']:.1f} s (25 epochs, word bigrams, one-vs-all loss, 2 threads)")
     return "\n".join(lines) + "\n"
