@@ -137,6 +137,7 @@ def trained_bundle(paths: dict) -> tuple[Path, float | None]:
 
 def fasttext_rows(python: str, paths: dict, input_file: Path, records: int, workdir: Path = WORKDIR) -> dict:
     """fastText trained on the training split, then two whole processes that predict ``input_file``."""
+    workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / "fasttext.bin"
     train = timed_process([python, "-c", FASTTEXT_TRAIN, str(paths["train"]), str(workdir / "fasttext-train.txt"), str(model)])
     out = workdir / "fasttext-predictions.jsonl"

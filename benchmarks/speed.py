@@ -1,26 +1,32 @@
-"""Speed benchmark: training and inference of the movie model, side by side with the seed-style reference.
+"""Speed benchmark: training and inference of the movie model, side by side with the seed-style reference,
+and prediction on both runtimes (Keras and ONNX Runtime) through the CLI, the Python API and the server.
 
-    .venv/bin/python benchmarks/speed.py [--epochs 3] [--predict-records 50000] [--out FILE.md]
+    .venv/bin/python benchmarks/speed.py [--part training|inference|all] [--epochs 3] [--predict-records 20000]
+        [--fasttext-python PATH] [--bundle DIR] [--out FILE.md]
 
 One run measures, on the fixed split of the bundled movies and on this machine:
 
-- **training**, as whole processes (interpreter start, imports, tokenizing, compiling, training, saving):
-  ``multifield train configs/movies.toml --epochs N`` with an empty compilation cache, and again with the
-  cache the first run filled (a second training of the same model on the same data);
+- **training** (``--part training``), as whole processes (interpreter start, imports, tokenizing, compiling,
+  training, saving): ``multifield train configs/movies.toml --epochs N`` with an empty compilation cache, and
+  again with the cache the first run filled (a second training of the same model on the same data);
   ``benchmarks/configs/movies-before-speed.toml`` (the movie config before the speed work: BiLSTM(64) over
   128-wide plot embeddings, a BiGRU over the tagline, every batch padded to max_tokens), empty cache; and the
   seed-style reference model of ``benchmarks/anchors.py`` (``uniform`` embeddings, ``pad_sequences`` 'pre'
   padding to 200 plot tokens, Bidirectional LSTM(64) + the public answer's attention layer, GlobalMaxPooling
   on the other fields, batch 64) trained N epochs. For each: wall time, train records/s, peak RSS and test
-  micro/macro-F1.
-- **inference**: ``multifield predict`` on a file of ``--predict-records`` movies resampled from the bundled ones,
-  whole process, twice: with an empty compilation cache and with the cache the first run filled; and, through
-  the Python API in one process, the latency of one record (p50/p99 after warm-up), the records/s of the
-  model on large batches, and the compile time (first call of every shape minus a second call).
-- **arithmetic**: the achieved GFLOP/s of a training step of a plot encoder (Embedding 128 → BiLSTM 64 →
-  attention, and the shipped Embedding 64 → BiGRU 48 → attention; batch 64, 160 steps; FLOPs counted for the
-  recurrent matrix products, backward = 2x forward) next to the machine's float32 matrix-product peak
-  measured with ``jax.numpy.dot`` (2048 x 2048).
+  micro/macro-F1. Then the **arithmetic**: the achieved GFLOP/s of a training step of a plot encoder
+  (Embedding 128 → BiLSTM 64 → attention, and the shipped Embedding 64 → BiGRU 48 → attention; batch 64,
+  160 steps; FLOPs counted for the recurrent matrix products, backward = 2x forward) next to the machine's
+  float32 matrix-product peak measured with ``jax.numpy.dot`` (2048 x 2048).
+- **inference** (``--part inference``), on ``--runtime keras`` ("before") and ``--runtime onnx`` ("after"):
+  ``multifield predict`` whole process on ``--predict-records`` movies resampled from the bundled ones, twice
+  each, with peak RSS, and fastText on the same file where ``--fasttext-python`` names an interpreter with it
+  (``benchmarks/predict_runtime.py``); the test split through both runtimes (identical label sets, largest
+  score difference); one record through the Python API, ``multifield.load(dir).predict_records([record])``
+  and ``Predictor.load(dir).records([record])``, p50/p99 after warm-up; ``multifield serve`` with single
+  records from 16 clients, from wrk (``-t2 -c16 --latency``) and from the Python client, its start-up to
+  ready and its peak RSS (``benchmarks/serve_load.py``). The bundle: the one the training half wrote, or
+  ``--bundle``, or benchmarks/.cache/runtime/movies (trained there once if missing).
 
 It prints a markdown table with the machine it ran on and writes it (default benchmarks/results/speed.md).
 """
@@ -30,11 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,29 +45,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from benchmarks.common import CACHE_DIR, load_dataset, machine_info, write_jsonl, write_split_jsonl  # noqa: E402
+from benchmarks.common import CACHE_DIR, EXECUTABLE, load_dataset, machine_info, predict_file, timed_process, write_split_jsonl  # noqa: E402
+from benchmarks.predict_runtime import RUNTIMES, api_latency, fasttext_rows, predict_rows, split_agreement, trained_bundle  # noqa: E402
+from benchmarks.serve_load import single_record_serving  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "speed.md"
-EXECUTABLE = str(Path(sys.executable).with_name("multifield"))
 CONFIG = REPO / "configs" / "movies.toml"
 BEFORE_CONFIG = REPO / "benchmarks" / "configs" / "movies-before-speed.toml"
-
-
-def timed_process(command: list[str], env: dict | None = None) -> dict:
-    """Run a command to the end; its wall time, peak RSS (MiB) and stdout. Fails loudly on a non-zero exit."""
-    # Output goes to files, not pipes: a child writing more than a pipe holds would block while we wait.
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if code != 0:
-        raise RuntimeError(f"`{' '.join(command)}` exited with {code}\n{stderr[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": stdout, "stderr": stderr}
 
 
 def evaluate(bundle: Path, test: Path, env: dict) -> dict:
@@ -97,57 +84,6 @@ def train_seed(epochs: int, env: dict) -> dict:
     result = timed_process([sys.executable, "-c", SEED_SCRIPT.format(repo=str(REPO), epochs=epochs)], env)
     scores = json.loads(result["stdout"].strip().splitlines()[-1])
     return {"seconds": result["seconds"], "peak_rss_mib": result["peak_rss_mib"], **scores}
-
-
-def predict_file(records: int, workdir: Path) -> Path:
-    data = load_dataset()
-    pool = data.train + data.valid + data.test
-    rng = random.Random(0)
-    rows = []
-    for index in range(records):
-        record = dict(rng.choice(pool))
-        record["id"] = f"{record['id']}-{index}"
-        rows.append(record)
-    path = workdir / f"predict-{records}.jsonl"
-    write_jsonl(path, rows)
-    return path
-
-
-def predict_process(bundle: Path, input_file: Path, records: int, workdir: Path, env: dict) -> dict:
-    output = workdir / "predictions.jsonl"
-    result = timed_process([EXECUTABLE, "predict", str(bundle), "--input", str(input_file), "--output", str(output)], env)
-    with output.open(encoding="utf-8") as lines:
-        written = sum(1 for _ in lines)
-    if written != records:
-        raise RuntimeError(f"predict wrote {written} lines for {records} records")
-    return {"seconds": result["seconds"], "records_per_s": records / result["seconds"], "peak_rss_mib": result["peak_rss_mib"]}
-
-
-API_SCRIPT = """
-import json, sys, time
-import numpy as np
-sys.path.insert(0, {repo!r})
-import multifield
-from multifield.data.io import read_table
-classifier = multifield.load({bundle!r})
-records = read_table({input!r}).records
-batch = records[:{batch}]
-started = time.perf_counter(); classifier.predict_proba(batch); first = time.perf_counter() - started
-started = time.perf_counter(); classifier.predict_proba(batch); second = time.perf_counter() - started
-for record in records[:50]:
-    classifier.predict_proba([record])
-latencies = []
-for record in records[50:1050]:
-    started = time.perf_counter(); classifier.predict_proba([record]); latencies.append(time.perf_counter() - started)
-print(json.dumps({{"compile_s": first - second, "batch_records_per_s": len(batch) / second,
-                  "p50_ms": 1000 * float(np.percentile(latencies, 50)), "p99_ms": 1000 * float(np.percentile(latencies, 99))}}))
-"""
-
-
-def api_figures(bundle: Path, input_file: Path, env: dict) -> dict:
-    script = API_SCRIPT.format(repo=str(REPO), bundle=str(bundle), input=str(input_file), batch=10_000)
-    result = timed_process([sys.executable, "-c", script], env)
-    return json.loads(result["stdout"].strip().splitlines()[-1])
 
 
 FLOPS_SCRIPT = """
@@ -189,16 +125,13 @@ def flops_figures(env: dict) -> dict:
     return json.loads(result["stdout"].strip().splitlines()[-1])
 
 
-def markdown(rows: dict, info: dict, settings: dict) -> str:
+def training_markdown(rows: dict, settings: dict) -> list[str]:
     train_records = settings["train records"]
-    seed, fast, slow = rows["seed"], rows["multifield"], rows["before"]
+    seed, fast, slow, flops = rows["seed"], rows["multifield"], rows["before"], rows["flops"]
     lines = [
-        "# Speed benchmark",
-        "",
-        f"`benchmarks/speed.py`: the fixed split of the bundled movies ({train_records} training records), "
-        f"{settings['epochs']} epochs, each row a whole process on the machine below. Train records/s is "
-        "epochs x records / wall time; the multifield rows also run their wide (linear) stage for as many "
-        "epochs before the deep one, inside that time.",
+        f"Training: the fixed split of the bundled movies ({train_records} training records), {settings['epochs']} epochs, each "
+        "row a whole process. Train records/s is epochs x records / wall time; the multifield rows also run their wide "
+        "(linear) stage for as many epochs before the deep one, inside that time.",
         "",
         "## Training",
         "",
@@ -218,20 +151,7 @@ def markdown(rows: dict, info: dict, settings: dict) -> str:
             f"| {row['peak_rss_mib']:.0f} | {row['micro_f1']:.3f} | {row['macro_f1']:.3f} "
             f"| {seed['seconds'] / row['seconds']:.2f}x |"
         )
-    cold, warm, api, flops = rows["predict_cold"], rows["predict_warm"], rows["api"], rows["flops"]
     lines += [
-        "",
-        "## Inference",
-        "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| `multifield predict`, {settings['predict records']} records, whole process, empty compilation cache | "
-        f"{cold['seconds']:.1f} s = {cold['records_per_s']:.0f} records/s |",
-        f"| the same, second run (compiled functions from the cache) | {warm['seconds']:.1f} s = {warm['records_per_s']:.0f} records/s |",
-        f"| peak RSS of `multifield predict` | {warm['peak_rss_mib']:.0f} MiB |",
-        f"| model alone, Python API, 10,000 records in one call (compiled) | {api['batch_records_per_s']:.0f} records/s |",
-        f"| one record through the Python API, p50 / p99 (after warm-up) | {api['p50_ms']:.2f} / {api['p99_ms']:.2f} ms |",
-        f"| compile time of the predict shapes (first call minus second) | {api['compile_s']:.1f} s |",
         "",
         "## Arithmetic",
         "",
@@ -247,25 +167,107 @@ def markdown(rows: dict, info: dict, settings: dict) -> str:
         f"with an empty compilation cache, {seed['seconds'] / rows['multifield_warm']['seconds']:.2f}x with a filled one; "
         f"over the config before the speed work: {slow['seconds'] / fast['seconds']:.2f}x.",
         "",
-        "Machine and run:",
-        "",
     ]
+    return lines
+
+
+def inference_rows(bundle: Path, paths: dict, args, workdir: Path) -> dict:
+    """Every inference figure of the table, on both runtimes (and fastText where ``args.fasttext_python`` names it)."""
+    input_file = predict_file(args.predict_records, workdir)
+    print(f"inference: multifield predict, {args.predict_records} records, both runtimes ...", flush=True)
+    result = {"predict": predict_rows(bundle, input_file, args.predict_records, workdir)}
+    if args.fasttext_python:
+        print("inference: fastText ...", flush=True)
+        result["fasttext"] = fasttext_rows(args.fasttext_python, paths, input_file, args.predict_records)
+    print("inference: the test split on both runtimes ...", flush=True)
+    result["agreement"] = split_agreement(bundle, paths["test"], workdir)
+    print("inference: one record through the Python API ...", flush=True)
+    result["api"] = {runtime: api_latency(bundle, input_file, runtime, calls=args.api_calls) for runtime in RUNTIMES}
+    print("inference: multifield serve ...", flush=True)
+    result["serve"] = {runtime: single_record_serving(bundle, runtime, args.serve_requests, args.concurrency, args.wrk_seconds)
+                       for runtime in RUNTIMES}
+    return result
+
+
+def _pair(first: float, second: float, digits: int = 2) -> str:
+    return f"{first:,.{digits}f} / {second:,.{digits}f}"
+
+
+def _served(serve: dict, client: str, figure: str) -> str:
+    row = serve["rows"][client]
+    if "missing" in row:
+        return row["missing"]
+    errors = f" ({row['errors']} errors)" if row["errors"] else ""
+    value = _pair(row["p50 ms"], row["p99 ms"], 1) if figure == "latency" else f"{row['requests/s']:,.0f}"
+    return value + errors
+
+
+def inference_markdown(result: dict, settings: dict) -> list[str]:
+    runs, api, serve, fasttext = result["predict"], result["api"], result["serve"], result.get("fasttext")
+    ft_runs = fasttext["runs"] if fasttext else None
+    clients = settings["serve clients"]
+    def both(figure) -> list[str]:  # a figure of each runtime; fastText has none
+        return [figure(runtime) for runtime in RUNTIMES] + ["–"]
+
+    def rates(rows: list[dict]) -> str:
+        return " / ".join(f"{run['records_per_s']:,.0f}" for run in rows)
+
+    cells = {
+        f"`multifield predict`, {settings['predict records']:,} records, whole process: records/s (run 1 / run 2)":
+            [rates(runs[r]) for r in RUNTIMES] + [rates(ft_runs) if ft_runs else "not measured"],
+        "peak RSS of `predict` (run 2), MiB":
+            [f"{runs[r][-1]['peak_rss_mib']:.0f}" for r in RUNTIMES] + [f"{ft_runs[-1]['peak_rss_mib']:.0f}" if ft_runs else "–"],
+        "one record, `multifield.load(dir).predict_records([record])`: p50 / p99 ms":
+            both(lambda r: _pair(api[r]["multifield.load"]["p50_ms"], api[r]["multifield.load"]["p99_ms"])),
+        "one record, `Predictor.load(dir).records([record])`: p50 / p99 ms":
+            both(lambda r: _pair(api[r]["Predictor.load"]["p50_ms"], api[r]["Predictor.load"]["p99_ms"])),
+        f"`multifield serve`, 1 record per request, {clients} clients, wrk: p50 / p99 ms": both(lambda r: _served(serve[r], "wrk", "latency")),
+        "the same, wrk: requests/s": both(lambda r: _served(serve[r], "wrk", "rate")),
+        f"the same, Python client (httpx, {clients} concurrent): p50 / p99 ms": both(lambda r: _served(serve[r], "httpx", "latency")),
+        "the same, Python client: requests/s": both(lambda r: _served(serve[r], "httpx", "rate")),
+        "server start-up to ready (process start to the first 200 on /healthz), s": both(lambda r: f"{serve[r]['ready_seconds']:.1f}"),
+        "peak RSS of the server (VmHWM of its process, read before it stops), MiB": both(lambda r: f"{serve[r]['peak_rss_mib']:.0f}"),
+    }
+    same = result["agreement"]
+    lines = [
+        "## Inference: Keras (before) and ONNX Runtime (after)",
+        "",
+        f"Bundle: `{settings['bundle']}`. Each runtime is a separate process; `predict` and the server run with `--runtime keras` "
+        "or `--runtime onnx`, the API calls pass `runtime=`. API latency: "
+        f"{settings['api warm-up calls']} warm-up calls, then {settings['api calls']:,} timed calls of one record each. "
+        f"Serving: the Python client sends {settings['serve requests']:,} requests; wrk (`-t2 -c{clients} --latency`, a Lua script "
+        f"that POSTs one record as JSON) runs {settings['wrk seconds']:.0f} s after a 2 s warm-up.",
+        "",
+        "| measure | Keras (before) | ONNX Runtime (after) | fastText |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {measure} | {' | '.join(values)} |" for measure, values in cells.items()]
+    lines += [
+        "",
+        f"- The same predictions: the test split ({same['records']:,} records) through `multifield predict` on both runtimes: "
+        f"identical label sets on {same['same_label_sets']:,} ({100 * same['same_label_sets'] / same['records']:.2f}%); "
+        f"largest score difference {same['largest_score_difference']:.1e} (scores written to 6 decimals).",
+        f"- Keras imported by the API process on ONNX Runtime: {api['onnx']['keras_imported']}.",
+    ]
+    if fasttext:
+        lines.append(f"- fastText trained in {fasttext['train_s']:.1f} s (25 epochs, word bigrams, one-vs-all loss, 2 threads); its "
+                     "predict rows load the model, predict (k = -1, threshold 0.5) and write JSON lines (`benchmarks/predict_runtime.py`).")
+    lines.append("")
+    return lines
+
+
+def markdown(training: dict | None, inference: dict | None, info: dict, settings: dict) -> str:
+    lines = ["# Speed benchmark", "", "`benchmarks/speed.py`, one run on the machine below.", ""]
+    if training:
+        lines += training_markdown(training, settings)
+    if inference:
+        lines += inference_markdown(inference, settings)
+    lines += ["Machine and run:", ""]
     lines += [f"- {key}: {value}" for key, value in {**info, **settings}.items()]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="Epochs of every training row.")
-    parser.add_argument("--predict-records", type=int, default=50_000, help="Records of the predict file (20,000 or more).")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write.")
-    args = parser.parse_args(argv)
-
-    paths = write_split_jsonl()
-    load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    workdir = Path(tempfile.mkdtemp(prefix="speed-", dir=CACHE_DIR))
-    env = dict(os.environ, KERAS_BACKEND="jax", MULTIFIELD_CACHE_DIR=str(workdir / "xla-cache"))
-
+def training_rows(args, paths: dict, workdir: Path, env: dict) -> dict:
     def cache(name: str) -> dict:  # each cold row starts from an empty compilation cache of its own
         return dict(env, MULTIFIELD_CACHE_DIR=str(workdir / f"cache-{name}"))
 
@@ -278,30 +280,61 @@ def main(argv: list[str] | None = None) -> int:
     rows["multifield"] = train_multifield(CONFIG, paths, args.epochs, workdir, cache("movies"), "movies")
     print("training: multifield, second run ...", flush=True)
     rows["multifield_warm"] = train_multifield(CONFIG, paths, args.epochs, workdir, cache("movies"), "movies-warm")
-    bundle = rows["multifield"]["bundle"]
-    print("inference ...", flush=True)
-    input_file = predict_file(args.predict_records, workdir)
-    env_cold = dict(env, MULTIFIELD_CACHE_DIR=str(workdir / "predict-cache"))
-    rows["predict_cold"] = predict_process(bundle, input_file, args.predict_records, workdir, env_cold)
-    rows["predict_warm"] = predict_process(bundle, input_file, args.predict_records, workdir, env_cold)
-    rows["api"] = api_figures(bundle, input_file, env)
     print("arithmetic ...", flush=True)
     rows["flops"] = flops_figures(env)
+    return rows
 
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("training", "inference", "all"), default="all", help="Which half to run.")
+    parser.add_argument("--epochs", type=int, default=3, help="Epochs of every training row.")
+    parser.add_argument("--bundle", type=Path, help="The bundle of the inference half (default: the one --part all trains, or "
+                        "benchmarks/.cache/runtime/movies, trained there once if missing).")
+    parser.add_argument("--predict-records", type=int, default=20_000, help="Records of the predict file (20,000 or more).")
+    parser.add_argument("--fasttext-python", help="A Python interpreter with fasttext installed (none: fastText is left out).")
+    parser.add_argument("--api-calls", type=int, default=2000, help="Timed single-record calls through the Python API, per entry point.")
+    parser.add_argument("--serve-requests", type=int, default=2000, help="Single-record requests of the Python client, per runtime.")
+    parser.add_argument("--wrk-seconds", type=float, default=15, help="Duration of the wrk load, per runtime.")
+    parser.add_argument("--concurrency", type=int, default=16, help="Concurrent clients of the server.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = write_split_jsonl()
+    load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    workdir = Path(tempfile.mkdtemp(prefix="speed-", dir=CACHE_DIR))
+    env = dict(os.environ, KERAS_BACKEND="jax", MULTIFIELD_CACHE_DIR=str(workdir / "xla-cache"))
+    settings = {"part": args.part}
+    training = inference = None
+    if args.part in ("training", "all"):
+        training = training_rows(args, paths, workdir, env)
+        settings.update({"epochs": args.epochs, "train records": len(load_dataset().train)})
+    if args.part in ("inference", "all"):
+        bundle = args.bundle or (training["multifield"]["bundle"] if training else trained_bundle(paths)[0])
+        inference = inference_rows(bundle, paths, args, workdir)
+        settings.update({"bundle": _shown(bundle), "predict records": args.predict_records, "api warm-up calls": 100,
+                         "api calls": args.api_calls, "serve requests": args.serve_requests, "serve clients": args.concurrency,
+                         "wrk seconds": args.wrk_seconds})
+    settings["peak RSS"] = "ru_maxrss of the finished process (os.wait4); the server's: VmHWM of its process"
     info = machine_info()
     info["load average (1/5/15 min, at the start)"] = load_before
-    settings = {
-        "epochs": args.epochs,
-        "train records": len(load_dataset().train),
-        "predict records": args.predict_records,
-        "peak RSS": "ru_maxrss of the finished process (os.wait4)",
-    }
-    text = markdown(rows, info, settings)
+    text = markdown(training, inference, info, settings)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(f"written to {args.out}")
-    return 0
+    serve_errors = sum(row.get("errors", 0) for result in (inference or {}).get("serve", {}).values() for row in result["rows"].values())
+    return 1 if serve_errors else 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":
