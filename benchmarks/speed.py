@@ -50,6 +50,7 @@ from benchmarks.predict_runtime import RUNTIMES, api_latency, fasttext_rows, pre
 from benchmarks.serve_load import single_record_serving  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "speed.md"
+COLUMNS = ("keras", "onnx")  # the inference table's runtime columns: before, after
 CONFIG = REPO / "configs" / "movies.toml"
 BEFORE_CONFIG = REPO / "benchmarks" / "configs" / "movies-before-speed.toml"
 
@@ -207,16 +208,16 @@ def inference_markdown(result: dict, settings: dict) -> list[str]:
     ft_runs = fasttext["runs"] if fasttext else None
     clients = settings["serve clients"]
     def both(figure) -> list[str]:  # a figure of each runtime; fastText has none
-        return [figure(runtime) for runtime in RUNTIMES] + ["–"]
+        return [figure(runtime) for runtime in COLUMNS] + ["–"]
 
     def rates(rows: list[dict]) -> str:
         return " / ".join(f"{run['records_per_s']:,.0f}" for run in rows)
 
     cells = {
         f"`multifield predict`, {settings['predict records']:,} records, whole process: records/s (run 1 / run 2)":
-            [rates(runs[r]) for r in RUNTIMES] + [rates(ft_runs) if ft_runs else "not measured"],
+            [rates(runs[r]) for r in COLUMNS] + [rates(ft_runs) if ft_runs else "not measured"],
         "peak RSS of `predict` (run 2), MiB":
-            [f"{runs[r][-1]['peak_rss_mib']:.0f}" for r in RUNTIMES] + [f"{ft_runs[-1]['peak_rss_mib']:.0f}" if ft_runs else "–"],
+            [f"{runs[r][-1]['peak_rss_mib']:.0f}" for r in COLUMNS] + [f"{ft_runs[-1]['peak_rss_mib']:.0f}" if ft_runs else "–"],
         "one record, `multifield.load(dir).predict_records([record])`: p50 / p99 ms":
             both(lambda r: _pair(api[r]["multifield.load"]["p50_ms"], api[r]["multifield.load"]["p99_ms"])),
         "one record, `Predictor.load(dir).records([record])`: p50 / p99 ms":
