@@ -315,10 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.update({"epochs": args.epochs, "train records": len(load_dataset().train)})
     if args.part in ("inference", "all"):
         bundle = args.bundle or (training["multifield"]["bundle"] if training else trained_bundle(paths)[0])
+        # Keras' compiled functions start from an empty cache of this run's own; later Keras processes find what earlier ones compiled.
+        os.environ["MULTIFIELD_CACHE_DIR"] = str(workdir / "inference-cache")
         inference = inference_rows(bundle, paths, args, workdir)
         settings.update({"bundle": _shown(bundle), "predict records": args.predict_records, "api warm-up calls": 100,
                          "api calls": args.api_calls, "serve requests": args.serve_requests, "serve clients": args.concurrency,
-                         "wrk seconds": args.wrk_seconds})
+                         "wrk seconds": args.wrk_seconds,
+                         "Keras compilation cache": "empty at the start of the inference half (its first `predict --runtime keras` "
+                         "compiles; the later Keras processes find what earlier ones compiled)"})
     settings["peak RSS"] = "ru_maxrss of the finished process (os.wait4); the server's: VmHWM of its process"
     info = machine_info()
     info["load average (1/5/15 min, at the start)"] = load_before
