@@ -9,10 +9,11 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from multifield.compilation_cache import enable_compilation_cache
@@ -20,6 +21,7 @@ from multifield.errors import MultifieldError
 from multifield.server.api_docs import add_docs_routes
 from multifield.server.auth import API_KEY_VARIABLE, ApiKeyMiddleware
 from multifield.server.body_limit import BodyLimitMiddleware
+from multifield.server.direct_route import DirectRoute
 from multifield.server.logs import log_to_console
 from multifield.server.micro_batcher import MicroBatcher, Overloaded
 from multifield.server.page import add_page_routes
@@ -50,6 +52,14 @@ def _error(status: int, code: str, message: str, details: list | None = None, he
     return JSONResponse(
         {"error": {"code": code, "message": message, "details": details or []}}, status_code=status, headers=headers
     )
+
+
+def _json_bytes(value) -> bytes:
+    """``value`` as compact UTF-8 JSON, by orjson; ids past 64 bits, which orjson refuses, by ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _description(model: ServingModel, settings: ServerSettings, keyed: bool = False) -> str:
@@ -250,13 +260,6 @@ def add_api_routes(app: FastAPI, model: ServingModel, batcher: MicroBatcher, set
         503: {"model": ErrorResponse, "description": "Too many requests are waiting; retry later.", "headers": _RETRY_AFTER},
     }
 
-    @app.post(
-        PREDICT_PATH,
-        response_model=PredictResponse,
-        responses=error_responses,
-        summary="Predict the labels of records",
-        tags=["predict"],
-    )
     async def predict(
         body: PredictRequest,  # type: ignore[valid-type]
         attention: bool = Query(False, description="Add each attention field's [word, weight] pairs."),
@@ -274,7 +277,19 @@ def add_api_routes(app: FastAPI, model: ServingModel, batcher: MicroBatcher, set
             )
         except MultifieldError as error:
             return _error(422, "invalid_record", str(error))
-        return JSONResponse({"predictions": predictions})
+        return Response(_json_bytes({"predictions": predictions}), media_type="application/json")
+
+    # Declared as FastAPI declares it (the schema and docs come from it), read and validated by DirectRoute.
+    app.router.add_api_route(
+        PREDICT_PATH,
+        predict,
+        methods=["POST"],
+        response_model=PredictResponse,
+        responses=error_responses,
+        summary="Predict the labels of records",
+        tags=["predict"],
+        route_class_override=DirectRoute,
+    )
 
     @app.get("/v1/model", response_model=ModelInfo, summary="Describe the served model", tags=["model"])
     async def describe_model():

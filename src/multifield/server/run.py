@@ -22,7 +22,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    access_log: bool = True,
+    access_log: bool = False,
     announce=print,
     api_key: str | None = None,
     no_auth: bool = False,
