@@ -172,3 +172,57 @@ def test_a_window_lets_a_lone_request_wait_for_company():
         assert calls == [3]
     finally:
         batcher.stop()
+
+
+def test_coroutines_get_their_answers_and_a_batch_wakes_their_loop_once():
+    import asyncio
+
+    model, batcher = make(max_batch_records=64)
+    wake_ups = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback, *args):
+            wake_ups.append(callback)
+            return threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted
+        first = batcher.submit_async([{"x": 0}])
+        await asyncio.to_thread(model.entered.wait, 10)
+        waiting = [batcher.submit_async([{"x": i}], attention=i == 2) for i in range(1, 6)]
+        bad = batcher.submit_async([{"x": 9, "bad": True}])
+        model.release.set()
+        assert await first == [{"y": 0}]
+        answers = await asyncio.gather(*waiting)
+        with pytest.raises(ValueError, match="bad record"):
+            await bad
+        return answers
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert answers == [[{"y": 2 * i, **({"attention": "weights"} if i == 2 else {})}] for i in range(1, 6)]
+    assert [len(call) for call in model.calls] == [1, 6] + [1] * 6  # the failing batch rerun request by request
+    # One wake-up per batch (the first request's, then the six behind it); asyncio.to_thread makes the others.
+    assert sum(getattr(callback, "__module__", "") == "multifield.server.micro_batcher" for callback in wake_ups) == 2
+
+
+def test_stop_refuses_the_queued_coroutines():
+    import asyncio
+
+    model, batcher = make()
+
+    async def main():
+        first = batcher.submit_async([{"x": 0}])
+        await asyncio.to_thread(model.entered.wait, 10)
+        queued = batcher.submit_async([{"x": 1}])
+        await asyncio.to_thread(batcher.stop, 0)
+        with pytest.raises(Overloaded, match="shutting down"):
+            await queued
+        model.release.set()
+        return await first
+
+    assert asyncio.run(main()) == [{"y": 0}]

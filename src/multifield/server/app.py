@@ -267,7 +267,7 @@ def add_api_routes(app: FastAPI, model: ServingModel, batcher: MicroBatcher, set
         records = body.model_dump(by_alias=True)["records"]
         batcher.start()
         try:
-            predictions = await asyncio.wrap_future(batcher.submit(records, attention))
+            predictions = await batcher.submit_async(records, attention)
         except Overloaded as error:
             return _error(
                 503,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,10 +24,24 @@ class Overloaded(Exception):
 
 @dataclass
 class _Job:
+    """One request's records. ``future`` is a ``concurrent.futures.Future``, or an asyncio future of ``loop``
+    (``submit_async``), which only that loop's thread may settle."""
+
     records: list[dict]
     attention: bool
-    future: Future = field(default_factory=Future)
+    future: Future | asyncio.Future = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
     queued_at: float = field(default_factory=time.monotonic)
+
+    def claim(self) -> bool:
+        """Whether the job is still wanted (its future not cancelled); a thread future is marked running."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
+
+
+# A job with its results, or with its error.
+Outcome = tuple[_Job, "list[dict] | None", "Exception | None"]
 
 
 class MicroBatcher:
@@ -79,15 +94,23 @@ class MicroBatcher:
             self._queued_records = 0
             self._condition.notify_all()
             thread = self._thread
-        for job in refused:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(Overloaded("the server is shutting down"))
+        _settle([(job, None, Overloaded("the server is shutting down")) for job in refused if job.claim()])
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def submit(self, records: list[dict], attention: bool = False) -> Future:
         """Queue the records of one request; the future gives their results, in order."""
-        job = _Job(records, attention)
+        return self._queue(_Job(records, attention)).future
+
+    def submit_async(self, records: list[dict], attention: bool = False) -> asyncio.Future:
+        """``submit`` for a coroutine: an asyncio future of the running loop. The requests of one batch are
+        answered with one wake-up of their loop, not one each (which cost a fifth of the model thread's time at
+        16 concurrent clients)."""
+        loop = asyncio.get_running_loop()
+        return self._queue(_Job(records, attention, loop.create_future(), loop)).future
+
+    def _queue(self, job: _Job) -> _Job:
+        records = job.records
         settings = self.settings
         with self._condition:
             if self._stopping:
@@ -101,7 +124,7 @@ class MicroBatcher:
             self._jobs.append(job)
             self._queued_records += len(records)
             self._condition.notify()
-        return job.future
+        return job
 
     def _take_batch(self) -> list[_Job] | None:
         settings = self.settings
@@ -135,32 +158,64 @@ class MicroBatcher:
             batch = self._take_batch()
             if batch is None:
                 return
-            self._run([job for job in batch if job.future.set_running_or_notify_cancel()])
+            jobs = [job for job in batch if job.claim()]
+            if jobs:
+                _settle(self._run(jobs))
 
-    def _run(self, jobs: list[_Job]) -> None:
-        if not jobs:
-            return
+    def _run(self, jobs: list[_Job]) -> list[Outcome]:
         records = [record for job in jobs for record in job.records]
         try:
             results = self.predict(records, any(job.attention for job in jobs))
         except Exception as error:
             if len(jobs) == 1:
-                jobs[0].future.set_exception(error)
-                return
+                return [(jobs[0], None, error)]
+            outcomes = []
             for job in jobs:  # find the request that failed; the others still get their answers
                 try:
-                    _deliver(job, self.predict(job.records, job.attention))
+                    outcomes.append((job, _requested(job, self.predict(job.records, job.attention)), None))
                 except Exception as job_error:
-                    job.future.set_exception(job_error)
-            return
-        start = 0
+                    outcomes.append((job, None, job_error))
+            return outcomes
+        outcomes, start = [], 0
         for job in jobs:
-            _deliver(job, results[start : start + len(job.records)])
+            outcomes.append((job, _requested(job, results[start : start + len(job.records)]), None))
             start += len(job.records)
+        return outcomes
 
 
-def _deliver(job: _Job, results: list[dict]) -> None:
+def _requested(job: _Job, results: list[dict]) -> list[dict]:
     if not job.attention:  # computed for another request of the batch
         for result in results:
             result.pop("attention", None)
-    job.future.set_result(results)
+    return results
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Set each job's future: thread futures here, asyncio futures on their loop, one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        loop = outcome[0].loop
+        if loop is None:
+            _set(outcome)
+        else:
+            by_loop.setdefault(loop, []).append(outcome)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, group)
+        except RuntimeError:  # the loop is closed: nobody waits for these answers any more
+            pass
+
+
+def _set_all(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        _set(outcome)
+
+
+def _set(outcome: Outcome) -> None:
+    job, results, error = outcome
+    if job.loop is not None and job.future.done():  # cancelled meanwhile (the client went away)
+        return
+    if error is not None:
+        job.future.set_exception(error)
+    else:
+        job.future.set_result(results)
