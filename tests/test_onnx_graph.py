@@ -1,13 +1,15 @@
 """The ONNX graph of a model computes what the Keras model computes: scores and attention weights to 1e-5, for
 every encoder kind, with empty fields, all-padding rows and rows longer than ``max_tokens``."""
 
+import keras
 import numpy as np
 import onnxruntime
 import pytest
 
 from multifield.config import config_from_dict
-from multifield.model import attention_output, build_model, ensemble_model
-from multifield.onnx_graph import onnx_graph
+from multifield.errors import GraphError
+from multifield.model import attention_output, build_model, deep_scores_model, ensemble_model, wide_scores_model
+from multifield.onnx_graph import PART_OUTPUTS, onnx_graph, unwritable
 
 VOCABULARY = 40
 LABELS = 5
@@ -122,3 +124,41 @@ def test_an_ensemble_averages_its_members():
     config = members[0][0]
     model = ensemble_model([member for _, member in members], config)
     assert_same_outputs(model, config, id_matrices(config, np.random.default_rng(7)))
+
+
+
+@pytest.mark.parametrize("training", [{"hidden_units": 6}, {"hidden_units": 0, "wide_solver": "logistic"}])
+def test_the_parts_outputs_are_what_the_keras_parts_compute(training):
+    """Training validates the deep part and the wide part alone, and blends their logits, on such graphs."""
+    config, model = random_model(CASES["wide_mean_sum_sqrtn"], training)
+    inputs = id_matrices(config, np.random.default_rng(8))
+    graph = onnx_graph(model, config, PART_OUTPUTS)
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == list(PART_OUTPUTS)
+    actual = dict(zip(PART_OUTPUTS, session.run(None, inputs)))
+    logits = keras.Model(model.input, {key: model.get_layer(key).output for key in ("deep_logits", "wide_logits")})(inputs)
+    expected = {"deep_scores": deep_scores_model(model)(inputs), "wide_scores": wide_scores_model(model)(inputs), **logits}
+    for key in PART_OUTPUTS:
+        assert actual[key].shape == (len(inputs["plot"]), LABELS), key
+        np.testing.assert_allclose(actual[key], np.asarray(expected[key]), atol=1e-5, rtol=0, err_msg=key)
+
+
+def test_a_graph_of_chosen_outputs_holds_only_what_they_need():
+    config, model = random_model(CASES["all_kinds_no_hidden"])
+    whole = onnx_graph(model, config)
+    wide = onnx_graph(model, config, ("wide_scores",))
+    assert [output.name for output in whole.graph.output] == ["scores", "plot_attention", "reviews_attention"]
+    assert {node.op_type for node in whole.graph.node} >= {"GRU", "Gemm"}
+    assert not {node.op_type for node in wide.graph.node} & {"GRU", "Gemm", "MatMul"}  # the wide part has no recurrence, no head
+    assert len(wide.SerializeToString()) < len(whole.SerializeToString()) / 2
+
+
+def test_a_model_without_that_output_or_an_encoder_the_graph_lacks_is_refused(monkeypatch):
+    config, model = random_model({"plot": field("attention", wide=False)})
+    with pytest.raises(GraphError, match="no output wide_scores"):
+        onnx_graph(model, config, ("wide_scores",))
+    assert unwritable(config) is None
+    monkeypatch.setattr("multifield.onnx_graph.GRAPH_ENCODERS", ("pooled", "rnn_attention"))
+    assert unwritable(config) == "the ONNX graph has no encoder of the kind of plot (attention)"
+    with pytest.raises(GraphError, match=r"plot \(attention\)"):
+        onnx_graph(model, config)

@@ -90,7 +90,9 @@ def save_bundle(bundle: Bundle, directory: str | os.PathLike, overwrite: bool = 
     staging = Path(tempfile.mkdtemp(prefix=_side_prefix(directory), suffix=".tmp", dir=directory.parent))
     try:
         bundle.model.save(staging / MODEL_FILE)
-        (staging / ONNX_FILE).write_bytes(onnx_bytes(bundle.model, bundle.config))
+        # A graph the bundle carries is the model's (training writes it from the final weights); else it is written.
+        graph = bundle.graph if bundle.graph is not None else onnx_bytes(bundle.model, bundle.config)
+        (staging / ONNX_FILE).write_bytes(graph)
         _write_json(staging / "config.json", bundle.config.to_toml_dict())
         _write_json(staging / "labels.json", bundle.encoder.labels.labels)
         _write_json(

@@ -65,6 +65,7 @@ class MultiFieldClassifier:
     @model_.setter
     def model_(self, model) -> None:
         self._model = model
+        self.graph_ = None  # the graph of another model's weights
 
     # -- fitting ---------------------------------------------------------------------------------------
     def fit(
@@ -92,6 +93,7 @@ class MultiFieldClassifier:
             checkpoint = Checkpoint(checkpoint, resume=resume)
         trained = train_model(config, data, epochs, console, verbose, callbacks, checkpoint)
         self.model_ = trained.model
+        self.graph_ = trained.graph  # written from the final weights by training, which predicted with it
         self.source_ = None
         self.onnx_call_ = None
         self.thresholds_ = trained.thresholds
@@ -115,7 +117,7 @@ class MultiFieldClassifier:
         if self.runtime == "keras":
             return Predictor(self.config_, self.encoder_, self.model_, self.thresholds_)
         if getattr(self, "onnx_call_", None) is None:  # one session for the fitted model, made on first use
-            self.onnx_call_ = onnx_call(inference_session(onnx_bytes(self.model_, self.config_)))
+            self.onnx_call_ = onnx_call(inference_session(self.graph()))
         return Predictor.on_onnx(self.config_, self.encoder_, self.thresholds_, self.onnx_call_)
 
     def predict_proba(self, data) -> np.ndarray:
@@ -147,6 +149,14 @@ class MultiFieldClassifier:
         return metrics
 
     # -- persistence -----------------------------------------------------------------------------------
+    def graph(self) -> bytes:
+        """The fitted model as a serialized ONNX graph (``model.onnx``): the one training or the bundle gave,
+        else written from the Keras model's weights (and kept)."""
+        check_is_fitted(self)
+        if getattr(self, "graph_", None) is None:
+            self.graph_ = onnx_bytes(self.model_, self.config_)
+        return self.graph_
+
     def bundle(self) -> Bundle:
         """The fitted model as a ``Bundle`` (what ``save`` writes)."""
         check_is_fitted(self)
@@ -158,6 +168,7 @@ class MultiFieldClassifier:
             getattr(self, "metrics_", {}),
             getattr(self, "history_", {}),
             getattr(self, "artifacts_", {}),
+            graph=self.graph(),
         )
 
     def save(self, directory, overwrite: bool = False) -> Path:
@@ -171,6 +182,7 @@ def load(directory, runtime: str = "onnx") -> MultiFieldClassifier:
     classifier.config_ = bundle.config
     classifier.encoder_ = bundle.encoder
     classifier.model_ = bundle.model  # None on ONNX Runtime: read from ``source_`` when first needed
+    classifier.graph_ = bundle.graph  # checked against the manifest, as model.keras is
     classifier.source_ = Path(directory)
     classifier.onnx_call_ = onnx_call(inference_session(bundle.graph)) if bundle.graph and runtime == "onnx" else None
     classifier.thresholds_ = bundle.thresholds

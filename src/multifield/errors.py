@@ -48,3 +48,8 @@ class TrainingError(MultifieldError):
 
 class DataWarning(UserWarning):
     """A value the reader changed because its meaning was clear (a number in a text field); said once per field."""
+
+
+class GraphError(MultifieldError):
+    """A model that cannot be written as an ONNX graph (an encoder kind the graph does not have); the message
+    names the field."""

@@ -10,6 +10,7 @@ neither Keras nor JAX is imported.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +134,13 @@ class Predictor:
         """The predictor of a saved bundle (loaded safely: see ``multifield.bundle``), on ``runtime``: ``"onnx"``
         (ONNX Runtime, or Keras for a bundle without ``model.onnx``) or ``"keras"``."""
         return cls.from_bundle(load_bundle(Path(directory), runtime=runtime), **options)
+
+    def with_thresholds(self, thresholds: np.ndarray) -> Predictor:
+        """The same model, runtime and batches, deciding with ``thresholds`` (training scores the validation
+        records before it tunes them)."""
+        predictor = copy.copy(self)
+        predictor.thresholds = np.asarray(thresholds, dtype=np.float32)
+        return predictor
 
     @property
     def runtime(self) -> str:

@@ -6,6 +6,9 @@ ONNX's own operators instead: ``GRU``/``LSTM`` with per-record ``sequence_lens``
 right-padded row), the additive attention with its mask, masked pooling, the wide parts (TF-IDF included),
 ``LogitBlend`` and the dense head. Dropouts and field dropout are identities at prediction time. An ensemble's
 members are written side by side and their outputs averaged, as ``multifield.model.ensemble_model`` does.
+
+Training asks for other outputs too (``outputs=``): the logits of the wide and the deep part, and each part's own
+scores, which its validation predicts; the graph then holds only the nodes those outputs need.
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from multifield.config import ATTENTION_ENCODERS, Config, attention_output
+from multifield.errors import GraphError
 
-__all__ = ["ONNX_OPSET", "onnx_graph"]
+__all__ = ["GRAPH_ENCODERS", "ONNX_OPSET", "PART_OUTPUTS", "onnx_graph", "unwritable"]
 
 #: The operator set the graph is written in (ONNX Runtime 1.20+ runs it).
 ONNX_OPSET = 17
+
+#: The encoder kinds this module writes.
+GRAPH_ENCODERS = ("rnn_attention", "attention", "pooled")
+
+#: Outputs a graph can have besides the model's own: the deep part's logits (before any wide part is added) and
+#: the wide part's (all wide fields summed, without the blend's intercepts), and the sigmoid of each alone, as
+#: ``multifield.model.deep_scores_model`` and ``wide_scores_model`` compute them.
+PART_OUTPUTS = ("deep_logits", "wide_logits", "deep_scores", "wide_scores")
 
 # Keras' LSTM kernels hold the gates as (input, forget, cell, output); ONNX's as (input, output, forget, cell).
 _LSTM_GATES = (0, 3, 1, 2)
@@ -63,31 +75,49 @@ class _Field:
         self.lengths = graph.reduce("ReduceSum", graph.op("Cast", [self.mask], to=TensorProto.INT32), axis=1, keepdims=0)
 
 
-def onnx_graph(model, config: Config) -> onnx.ModelProto:
+def unwritable(config: Config) -> str | None:
+    """Why the models of ``config`` cannot be written as an ONNX graph (None when they can)."""
+    unknown = [f"{name} ({field.encoder})" for name, field in config.fields.items() if field.encoder not in GRAPH_ENCODERS]
+    if unknown:
+        return f"the ONNX graph has no encoder of the kind of {', '.join(unknown)}"
+    return None
+
+
+def onnx_graph(model, config: Config, outputs: tuple[str, ...] | None = None) -> onnx.ModelProto:
     """The ONNX graph of ``model`` (a full model of ``config``, or an ensemble of them), with its weights.
 
     Inputs: one int32 ``(batch, length)`` matrix per field, named after it, 0 for padding, both dimensions free.
     Outputs: ``scores`` ``(batch, labels)`` and, for each attention field, ``<field>_attention``
-    ``(batch, [heads,] length)``, as the Keras model's.
+    ``(batch, [heads,] length)``, as the Keras model's; or those named in ``outputs``, which may also name
+    ``PART_OUTPUTS`` (``(batch, labels)``; the wide ones only where the model has a wide part).
+    Raises ``GraphError`` for a config with an encoder kind it does not write (``unwritable``).
     """
     import keras  # only training and ``multifield export`` write graphs; predicting needs none of this module
 
+    reason = unwritable(config)
+    if reason is not None:
+        raise GraphError(reason)
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
     graph = _Graph()
     fields = {name: _Field(graph, name) for name in config.fields}
-    outputs = [_member_outputs(graph, member, config, fields) for member in members]
-    names = list(outputs[0])
+    member_outputs = [_member_outputs(graph, member, config, fields, parts=outputs is not None) for member in members]
+    names = list(outputs) if outputs is not None else [key for key in member_outputs[0] if key not in PART_OUTPUTS]
+    missing = [key for key in names if key not in member_outputs[0]]
+    if missing:
+        raise GraphError(f"the model has no output {', '.join(missing)} (it has {', '.join(member_outputs[0])})")
     results = {}
     for key in names:
-        parts = [output[key] for output in outputs]
+        parts = [output[key] for output in member_outputs]
         results[key] = parts[0] if len(parts) == 1 else graph.op("Mean", parts)
     graph_outputs = []
     for key in names:
         graph.nodes.append(helper.make_node("Identity", [results[key]], [key]))
         graph_outputs.append(helper.make_tensor_value_info(key, TensorProto.FLOAT, _output_shape(model, key)))
+    # Only a graph of chosen outputs is pruned: the model's own graph stays as it always was written.
+    nodes, initializers = (graph.nodes, graph.initializers) if outputs is None else _needed(graph, names)
     inputs = [helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", f"{name}_length"]) for name in config.fields]
     onnx_model = helper.make_model(
-        helper.make_graph(graph.nodes, model.name, inputs, graph_outputs, graph.initializers),
+        helper.make_graph(nodes, model.name, inputs, graph_outputs, initializers),
         opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
         producer_name="multifield",
     )
@@ -96,14 +126,26 @@ def onnx_graph(model, config: Config) -> onnx.ModelProto:
     return onnx_model
 
 
+def _needed(graph: _Graph, outputs: list[str]) -> tuple[list, list]:
+    """The nodes and constants that ``outputs`` are computed from (the nodes were added in the order they run)."""
+    needed, nodes = set(outputs), []
+    for node in reversed(graph.nodes):
+        if needed.intersection(node.output):
+            nodes.append(node)
+            needed.update(node.input)
+    return nodes[::-1], [constant for constant in graph.initializers if constant.name in needed]
+
+
 def _output_shape(model, key: str) -> list:
     """The Keras output's shape, its free dimensions named: ``batch``, and the field's length for attention."""
+    if not key.endswith("_attention"):  # the scores, or logits or scores of one part: one column per label
+        return ["batch", model.output["scores"].shape[-1]]
     shape = list(model.output[key].shape)
-    length = f"{key.removesuffix('_attention')}_length"
-    return ["batch", *shape[1:-1], length] if key != "scores" else ["batch", shape[-1]]
+    return ["batch", *shape[1:-1], f"{key.removesuffix('_attention')}_length"]
 
 
-def _member_outputs(graph: _Graph, model, config: Config, fields: dict[str, _Field]) -> dict[str, str]:
+def _member_outputs(graph: _Graph, model, config: Config, fields: dict[str, _Field], parts: bool = False) -> dict[str, str]:
+    """The model's outputs (``scores``, the attention weights); with ``parts``, also ``PART_OUTPUTS``."""
     layers = {layer.name: layer for layer in model.layers}
     contexts, wide_parts, attention = [], [], {}
     for name, field in config.fields.items():
@@ -119,17 +161,24 @@ def _member_outputs(graph: _Graph, model, config: Config, fields: dict[str, _Fie
         if field.wide:
             wide_parts.append(_wide(graph, layers, name, field.wide_pooling, fields[name]))
     logits = _deep_logits(graph, layers, contexts)
+    part_logits = {"deep_logits": logits}
     if wide_parts:
-        wide = wide_parts[0]
+        wide = part_logits["wide_logits"] = wide_parts[0]
         for part in wide_parts[1:]:
-            wide = graph.op("Add", [wide, part])
+            wide = part_logits["wide_logits"] = graph.op("Add", [wide, part])
         if "logits" in layers and type(layers["logits"]).__name__ == "LogitBlend":
             intercept, scale = (np.asarray(weight, dtype=np.float32) for weight in _weights(layers["logits"]))
             deep = graph.op("Mul", [logits, graph.constant(scale)])
             logits = graph.op("Add", [graph.op("Add", [wide, graph.constant(intercept)]), deep])
         else:
             logits = graph.op("Add", [logits, wide])
-    return {"scores": graph.op("Sigmoid", [logits], hint="scores"), **attention}
+    outputs = {"scores": graph.op("Sigmoid", [logits], hint="scores"), **attention}
+    if not parts:  # the model's own graph: no node more than it needs
+        return outputs
+    for key, tensor in part_logits.items():
+        scores = key.replace("_logits", "_scores")
+        outputs.update({key: tensor, scores: graph.op("Sigmoid", [tensor], hint=scores)})
+    return outputs
 
 
 def _weights(layer) -> list[np.ndarray]:

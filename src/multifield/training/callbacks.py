@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from multifield.errors import TrainingError
 from multifield.thresholds import best_global_threshold
 from multifield.training.checkpoint import Checkpoint
+from multifield.training.losses import validation_loss
 from multifield.training.optim import current_learning_rate
 
 
@@ -41,7 +42,7 @@ class ValidationMonitor(keras.callbacks.Callback):
         threshold, micro_f1 = best_global_threshold(self.y_valid, scores, self.min_labels)
         logs["val_micro_f1"] = micro_f1
         logs["val_threshold"] = threshold
-        logs["val_loss"] = float(keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(self.y_valid, scores)).mean())
+        logs["val_loss"] = validation_loss(self.y_valid, scores)
         logs["learning_rate"] = current_learning_rate(self.model.optimizer)
         logs["seconds"] = time.perf_counter() - self._epoch_started
         for key, value in logs.items():

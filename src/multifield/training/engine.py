@@ -3,7 +3,8 @@ part on top of it), the members joined, the thresholds tuned on validation, and 
 attention check and learning curves of the result.
 
 ``train(config, data)`` takes records already made ready (``multifield.training.datasets.prepare``) and
-returns a ``TrainedModel``; ``fit_stage`` is the one place that calls Keras' ``model.fit``.
+returns a ``TrainedModel``; ``fit_stage`` is the one place that calls Keras' ``model.fit``. Training predicts
+(validation, blend, thresholds, attention check) on ONNX Runtime (``multifield.training.graph_scoring``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from multifield.config import Config
 from multifield.data.batches import sort_field
 from multifield.data.vectors import embedding_matrices
 from multifield.explain.attention_check import attention_check, describe
-from multifield.inference import Predictor, model_scores
 from multifield.metrics import evaluate
 from multifield.model import (
     blends_logits,
@@ -35,6 +35,7 @@ from multifield.training.callbacks import EpochCheckpoint, NanGuard, RichProgres
 from multifield.training.checkpoint import Checkpoint, open_checkpoint
 from multifield.training.datasets import TrainingSet
 from multifield.training.distribution import current_plan, training_batches
+from multifield.training.graph_scoring import GraphScoring
 from multifield.training.losses import make_loss, positive_weights
 from multifield.training.optim import make_optimizer
 from multifield.training.wide_solver import choose_blend, fit_wide_part, supported
@@ -42,13 +43,15 @@ from multifield.training.wide_solver import choose_blend, fit_wide_part, support
 
 @dataclass
 class TrainedModel:
-    """What training produced: the model and its thresholds, and what was learned about it on the way."""
+    """What training produced: the model and its thresholds, and what was learned about it on the way; ``graph``,
+    the model's ONNX graph (``model.onnx``) written from its final weights, when training predicted with it."""
 
     model: keras.Model
     thresholds: np.ndarray
     metrics: dict
     history: dict
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    graph: bytes | None = None
 
 
 @dataclass
@@ -64,6 +67,7 @@ class _Run:
     checkpoint: Checkpoint | None
     matrices: dict
     frequencies: dict
+    scoring: GraphScoring
 
 
 def train(
@@ -90,6 +94,7 @@ def train(
     run = _Run(
         config, data, epochs, console, verbose, list(callbacks or []), checkpoint,
         embedding_matrices(config, data.encoder, console), data.train.document_frequencies(tfidf) if tfidf else {},
+        GraphScoring(config, console),
     )
     members, histories, best_epochs = [], [], []
     for member in range(config.training.ensemble):
@@ -118,9 +123,11 @@ def _say_notes(data: TrainingSet, console: Console) -> None:
 
 
 def _finish(run: _Run, model, histories: list[dict], best_epochs: list[int]) -> TrainedModel:
-    """Thresholds tuned on validation, the validation metrics, the attention check and the learning curves."""
+    """Thresholds tuned on validation, the validation metrics, the attention check and the learning curves.
+    ``model`` is final (best weights restored, blend chosen): the graph its predictor runs is the bundle's."""
     config, data, training = run.config, run.data, run.config.training
-    valid_scores = model_scores(model, data.x_valid, config)
+    predictor = run.scoring.predictor(model, data.encoder, np.zeros(len(data.encoder.labels.labels), dtype=np.float32))
+    valid_scores = predictor.scores(data.x_valid)
     shrinkage = training.threshold_shrinkage
     if shrinkage == "auto":
         shrinkage = choose_shrinkage(data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
@@ -128,7 +135,7 @@ def _finish(run: _Run, model, histories: list[dict], best_epochs: list[int]) -> 
     thresholds = tune_thresholds(
         data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=float(shrinkage)
     )
-    predictor = Predictor(config, data.encoder, model, thresholds)
+    predictor = predictor.with_thresholds(thresholds)
     validation = evaluate(data.y_valid, predictor.decide(valid_scores), valid_scores, data.encoder.labels.labels)
     metrics = {
         "validation": validation,
@@ -144,8 +151,10 @@ def _finish(run: _Run, model, histories: list[dict], best_epochs: list[int]) -> 
         metrics["attention_check"] = attention_check(predictor, data.x_valid)
         for line in describe(metrics["attention_check"]):
             run.console.print(f"attention check on validation, {line}", highlight=False)
+    metrics.update(run.scoring.metrics())
     history = dict(histories[0], **({"members": histories} if len(histories) > 1 else {}))
-    return TrainedModel(model, thresholds, metrics, history, {"learning_curves.png": learning_curves_png(histories)})
+    artifacts = {"learning_curves.png": learning_curves_png(histories)}
+    return TrainedModel(model, thresholds, metrics, history, artifacts, graph=run.scoring.graph)
 
 
 def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
@@ -176,11 +185,11 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
     model = training_model(full_model, training.deep_loss_weight)
     model.compile(optimizer=make_optimizer(training, len(batches)), loss=loss)
     total_epochs = run.epochs or training.max_epochs
-    # Validation predicts with the full model, as predict, explain and the attention check do (the functions
-    # compiled for the validation records serve them all), or with the deep part alone when it is trained alone.
-    validated = model if blends_logits(full_model) else full_model
+    # Validation predicts with the full model, or with the deep part alone when it is trained alone (on Keras:
+    # ``model``), from a graph of the weights of the epoch.
+    validated, output = (model, "deep_scores") if blends_logits(full_model) else (full_model, "scores")
     monitor = ValidationMonitor(
-        lambda: model_scores(validated, data.x_valid, config),
+        lambda: run.scoring.scores(full_model, data.x_valid, output, keras_model=validated),
         data.y_valid,
         patience=None if run.epochs else training.patience,
         min_labels=training.min_labels,
@@ -189,8 +198,11 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
     callbacks += run.callbacks
     fit_stage(model, batches, total_epochs, callbacks, monitor, run.checkpoint, member, "deep", full_model, wide_history is not None)
     history = dict(monitor.history, **({"wide_stage": wide_history} if wide_history is not None else {}))
-    if blends_logits(full_model):
-        history["blend"] = choose_blend(full_model, config, data.x_valid, data.y_valid, run.console)
+    if blends_logits(full_model):  # after the best weights are back (the monitor's on_train_end)
+        logits = None  # on Keras, choose_blend computes them
+        if run.scoring.runtime == "onnx":
+            logits = run.scoring.outputs(full_model, data.x_valid, ("wide_logits", "deep_logits"))
+        history["blend"] = choose_blend(full_model, config, data.x_valid, data.y_valid, run.console, logits)
     if run.checkpoint is not None:
         run.checkpoint.member_done(member, full_model, history, monitor.best_epoch + 1)
     return full_model, history, monitor.best_epoch + 1
@@ -216,11 +228,11 @@ def _train_wide_stage(run: _Run, member: int, full_model, loss, seed: int) -> di
 
 
 def _train_wide_with_adam(run: _Run, member: int, full_model, loss, seed: int) -> dict:
-    config, data, training = run.config, run.data, run.config.training
+    data, training = run.data, run.config.training
     wide_model = wide_scores_model(full_model)
     wide_model.compile(optimizer=keras.optimizers.Adam(training.wide_learning_rate), loss=loss)
     monitor = ValidationMonitor(
-        lambda: model_scores(wide_model, data.x_valid, config),
+        lambda: run.scoring.scores(full_model, data.x_valid, "wide_scores", keras_model=wide_model),
         data.y_valid,
         patience=None if run.epochs else 2,
         min_labels=training.min_labels,

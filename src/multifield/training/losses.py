@@ -17,6 +17,15 @@ def positive_weights(positives: np.ndarray, records: int, mode: str) -> np.ndarr
     return np.maximum(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0).astype(np.float32)
 
 
+def validation_loss(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Binary cross-entropy of ``scores`` against 0/1 labels, averaged over labels and records, as Keras'
+    ``binary_crossentropy`` computes it (scores clipped to [1e-7, 1 - 1e-7]), in NumPy: the validation loss of an
+    epoch, whatever runtime computed the scores."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1.0 - 1e-7)
+    return float(-(y_true * np.log(scores) + (1.0 - y_true) * np.log(1.0 - scores)).mean())
+
+
 def make_loss(label_smoothing: float, weights: np.ndarray | None, deep_loss_weight: float = 0.0):
     """Binary cross-entropy; with ``weights``, each label's positive term is scaled by its weight.
 
@@ -49,4 +58,4 @@ def _binary_crossentropy(label_smoothing: float, weights: np.ndarray | None):
     return weighted_binary_crossentropy
 
 
-__all__ = ["make_loss", "positive_weights"]
+__all__ = ["make_loss", "positive_weights", "validation_loss"]

@@ -120,18 +120,19 @@ def _set_weights(model: keras.Model, names: list[str], coefficients: np.ndarray,
     model.get_layer("logits").intercept.assign(intercepts.astype(np.float32))
 
 
-def choose_blend(model: keras.Model, config: Config, x_valid, y_valid, console=None) -> dict:
+def choose_blend(model: keras.Model, config: Config, x_valid, y_valid, console=None, logits: dict | None = None) -> dict:
     """Set the weight of the deep logits in the model's ``LogitBlend`` to the one of ``BLEND_SCALES`` with the best
-    validation micro-F1 (the smallest on a tie); the trials."""
+    validation micro-F1 (the smallest on a tie); the trials. ``logits``: the ``wide_logits`` and ``deep_logits``
+    the blend adds on ``x_valid``, when they were computed already (on ONNX Runtime); else Keras computes them."""
     blend = model.get_layer("logits")
-    wide, deep = blend.input
-    logits = predict_in_buckets(
-        keras_call(keras.Model(model.input, {"wide": wide, "deep": deep})), x_valid, PREDICT_BATCH_SIZE, sort_field(config)
-    )
-    base = np.asarray(logits["wide"], dtype=np.float64) + np.asarray(keras.ops.convert_to_numpy(blend.intercept))
+    if logits is None:
+        wide, deep = blend.input
+        parts = keras.Model(model.input, {"wide_logits": wide, "deep_logits": deep})
+        logits = predict_in_buckets(keras_call(parts), x_valid, PREDICT_BATCH_SIZE, sort_field(config))
+    base = np.asarray(logits["wide_logits"], dtype=np.float64) + np.asarray(keras.ops.convert_to_numpy(blend.intercept))
     trials = []
     for scale in BLEND_SCALES:
-        scores = 1.0 / (1.0 + np.exp(-(base + scale * np.asarray(logits["deep"], dtype=np.float64))))
+        scores = 1.0 / (1.0 + np.exp(-(base + scale * np.asarray(logits["deep_logits"], dtype=np.float64))))
         _, micro_f1 = best_global_threshold(y_valid, scores.astype(np.float32), config.training.min_labels)
         trials.append({"scale": scale, "val_micro_f1": round(float(micro_f1), 4)})
     best = max(trials, key=lambda trial: (trial["val_micro_f1"], -trial["scale"]))
