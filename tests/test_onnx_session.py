@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions: few threads that do not spin by default, one when the machine is busy; both settable."""
+"""ONNX Runtime sessions: at most two threads, each running a batch, that do not spin by default; both settable."""
 
 import onnx
 import pytest
@@ -21,11 +21,11 @@ def tiny_graph() -> bytes:
     return model.SerializeToString()
 
 
-@pytest.mark.parametrize("cores, load, expected", [(16, 0.0, 2), (2, 0.3, 2), (2, 1.2, 1), (2, 6.5, 1), (1, 0.0, 1)])
-def test_default_threads_leave_busy_cores_alone(monkeypatch, cores, load, expected):
+@pytest.mark.parametrize("cores, load, expected", [(16, 0.0, 2), (2, 0.3, 2), (2, 6.5, 2), (1, 0.0, 1)])
+def test_default_threads_are_two_at_most_whatever_the_load(monkeypatch, cores, load, expected):
     monkeypatch.delenv("MULTIFIELD_THREADS", raising=False)
     monkeypatch.setattr(onnx_session.os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(onnx_session.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(onnx_session.os, "getloadavg", lambda: (load, load, load), raising=False)
     assert default_threads() == expected
 
 
@@ -46,3 +46,38 @@ def test_threads_and_spinning_are_settings(monkeypatch):
     monkeypatch.setenv("MULTIFIELD_THREADS", "0")
     with pytest.raises(ConfigError, match="MULTIFIELD_THREADS must be a whole number"):
         default_threads()
+
+
+
+def test_onnx_call_runs_batches_side_by_side_one_core_each(monkeypatch):
+    import threading
+
+    import numpy as np
+
+    from multifield.data.batches import predict_in_buckets
+    from multifield.onnx_session import OnnxCall
+
+    class Recorded(OnnxCall):
+        def __call__(self, batch):
+            self.seen.append((threading.current_thread().name, batch["plot"].shape))
+            return super().__call__(batch)
+
+    call = Recorded(tiny_graph(), threads=2)
+    call.seen = []
+    assert call.workers == 2 and call.session.get_session_options().intra_op_num_threads == 1
+    ids = np.zeros((9, 4), dtype=np.int32)
+    ids[np.arange(9), 0] = np.arange(1, 10)  # every row at least one token long, its own value
+    ids[:3, 1:] = 7  # three rows four tokens long, sorted last
+    # Fewer records than two full batches: split between the two workers, the outputs back in input order.
+    outputs = predict_in_buckets(call, {"plot": ids}, batch_size=256, sort_by="plot", fixed_shapes=False)
+    np.testing.assert_array_equal(outputs["scores"][:, 0], np.arange(1, 10))
+    np.testing.assert_array_equal(outputs["scores"][:3, 1:], 7)
+    np.testing.assert_array_equal(outputs["scores"][3:, 1:], 0)
+    assert sorted(shape for _, shape in call.seen) == [(4, 4), (5, 1)]  # five short rows, then the rest: each cut to its longest
+    assert all(name.startswith("multifield-onnx") for name, _ in call.seen)
+    single = Recorded(tiny_graph(), threads=1)
+    single.seen = []
+    predict_in_buckets(single, {"plot": ids}, batch_size=4, sort_by="plot", fixed_shapes=False)
+    assert [shape[0] for _, shape in single.seen] == [4, 4, 1] and {name for name, _ in single.seen} == {"MainThread"}
+    with pytest.raises(ConfigError, match="threads must be 1 or more"):
+        OnnxCall(tiny_graph(), threads=0)

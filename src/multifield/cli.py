@@ -84,7 +84,7 @@ SKIP_HELP = "Leave out malformed records (reported on stderr: how many, their fi
 RUNTIME_HELP = (
     "onnx: ONNX Runtime on the bundle's model.onnx (no Keras or JAX; a bundle without one uses Keras); keras: the Keras model."
 )
-THREADS_HELP = "ONNX Runtime's threads (default: MULTIFIELD_THREADS, or at most 2)."
+THREADS_HELP = "Batches that ONNX Runtime runs at once, one core each (default: MULTIFIELD_THREADS, or at most 2)."
 
 
 def _load_predictor(model_dir: Path, runtime: str, threads: Optional[int]):

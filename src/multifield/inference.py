@@ -25,7 +25,7 @@ from multifield.data.batches import predict_in_buckets, sort_field
 from multifield.data.encoding import RecordEncoder, checked_tables, field_values, record_ids
 from multifield.data.io import Table, as_table, with_bad_rows, write_jsonl
 from multifield.data.prefetch import prefetched
-from multifield.onnx_session import inference_session, onnx_call
+from multifield.onnx_session import onnx_call
 from multifield.thresholds import decide
 
 PREDICT_BATCH_SIZE = 512
@@ -116,9 +116,9 @@ class Predictor:
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, spinning: bool | None = None, **options) -> Predictor:
         """The predictor of a loaded bundle: on ONNX Runtime when it was loaded without its Keras model (``threads``
-        and ``spinning``: see ``multifield.onnx_session.inference_session``), else on Keras."""
+        and ``spinning``: see ``multifield.onnx_session.OnnxCall``), else on Keras."""
         if bundle.model is None and "call" not in options:
-            call = onnx_call(inference_session(bundle.graph, threads, spinning))
+            call = onnx_call(bundle.graph, threads, spinning)
             return cls.on_onnx(bundle.config, bundle.encoder, bundle.thresholds, call, **options)
         return cls(bundle.config, bundle.encoder, bundle.model, bundle.thresholds, **options)
 

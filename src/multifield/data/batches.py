@@ -100,8 +100,13 @@ def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int,
     With ``fixed_shapes`` (a compiling runtime: XLA), a short last batch is padded with empty records up to
     the next power of two (at most ``batch_size``) and the sort field is cut to one of a few widths, so that a
     file read in chunks of any size compiles a handful of batch shapes, not one per chunk. Without (ONNX
-    Runtime compiles nothing), every field of a batch is cut to its own longest record, and no row is added."""
+    Runtime compiles nothing), every field of a batch is cut to its own longest record, and no row is added; a
+    ``function`` with ``workers`` and ``map`` (``multifield.onnx_session.OnnxCall``) then runs that many batches
+    at once, and fewer records than ``workers`` full batches are split evenly between them."""
     count = len(next(iter(inputs.values())))
+    workers = getattr(function, "workers", 1) if not fixed_shapes else 1
+    if workers > 1:
+        batch_size = max(1, min(batch_size, -(-count // workers)))
     if sort_by:
         lengths = row_lengths(inputs[sort_by])
     elif not fixed_shapes:
@@ -109,20 +114,25 @@ def predict_in_buckets(function, inputs: dict[str, np.ndarray], batch_size: int,
     else:
         lengths = None
     order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(count)
-    pieces = []
-    for start in range(0, count, batch_size):
-        rows = order[start : start + batch_size]
-        if not fixed_shapes:
-            pieces.append(function({name: trim_to_own_longest(ids[rows]) for name, ids in inputs.items()}))
-            continue
-        batch = _batch(inputs, rows, sort_by, lengths)
-        padded = min(batch_size, 1 << (len(rows) - 1).bit_length())
-        if padded > len(rows):
-            batch = {name: np.pad(ids, [(0, padded - len(rows)), (0, 0)]) for name, ids in batch.items()}
-        pieces.append(_first_rows(function(batch), len(rows)))
+    starts = range(0, count, batch_size)
+    if fixed_shapes:
+        pieces = [_padded_outputs(function, inputs, order[start : start + batch_size], sort_by, lengths, batch_size) for start in starts]
+    else:
+        batches = [{name: trim_to_own_longest(ids[order[start : start + batch_size]]) for name, ids in inputs.items()} for start in starts]
+        pieces = function.map(batches) if workers > 1 else [function(batch) for batch in batches]
     inverse = np.empty(count, dtype=np.int64)
     inverse[order] = np.arange(count)
     return _reordered(concatenate_padded(pieces), inverse)
+
+
+def _padded_outputs(function, inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by, lengths, batch_size: int):
+    """``function`` on one batch of a compiling runtime: the sort field cut to a width step, a short batch padded
+    with empty records to the next power of two; the outputs of ``rows`` only."""
+    batch = _batch(inputs, rows, sort_by, lengths)
+    padded = min(batch_size, 1 << (len(rows) - 1).bit_length())
+    if padded > len(rows):
+        batch = {name: np.pad(ids, [(0, padded - len(rows)), (0, 0)]) for name, ids in batch.items()}
+    return _first_rows(function(batch), len(rows))
 
 
 def trim_to_own_longest(ids: np.ndarray) -> np.ndarray:
