@@ -15,7 +15,7 @@ from multifield.data.io import Table, as_table
 from multifield.errors import MultifieldError
 from multifield.inference import Predictor
 from multifield.metrics import evaluate
-from multifield.onnx_session import onnx_call
+from multifield.onnx_session import OnnxCall
 
 
 def resolve_config(config) -> Config:
@@ -117,7 +117,7 @@ class MultiFieldClassifier:
         if self.runtime == "keras":
             return Predictor(self.config_, self.encoder_, self.model_, self.thresholds_)
         if getattr(self, "onnx_call_", None) is None:  # one session for the fitted model, made on first use
-            self.onnx_call_ = onnx_call(self.graph())
+            self.onnx_call_ = OnnxCall(self.graph())
         return Predictor.on_onnx(self.config_, self.encoder_, self.thresholds_, self.onnx_call_)
 
     def predict_proba(self, data) -> np.ndarray:
@@ -184,7 +184,7 @@ def load(directory, runtime: str = "onnx") -> MultiFieldClassifier:
     classifier.model_ = bundle.model  # None on ONNX Runtime: read from ``source_`` when first needed
     classifier.graph_ = bundle.graph  # checked against the manifest, as model.keras is
     classifier.source_ = Path(directory)
-    classifier.onnx_call_ = onnx_call(bundle.graph) if bundle.graph and runtime == "onnx" else None
+    classifier.onnx_call_ = OnnxCall(bundle.graph) if bundle.graph and runtime == "onnx" else None
     classifier.thresholds_ = bundle.thresholds
     classifier.metrics_ = bundle.metrics
     classifier.history_ = bundle.history

@@ -25,7 +25,7 @@ from multifield.data.batches import predict_in_buckets, sort_field
 from multifield.data.encoding import RecordEncoder, checked_tables, field_values, record_ids
 from multifield.data.io import Table, as_table, with_bad_rows, write_jsonl
 from multifield.data.prefetch import prefetched
-from multifield.onnx_session import onnx_call
+from multifield.onnx_session import OnnxCall
 from multifield.thresholds import decide
 
 PREDICT_BATCH_SIZE = 512
@@ -118,13 +118,13 @@ class Predictor:
         """The predictor of a loaded bundle: on ONNX Runtime when it was loaded without its Keras model (``threads``
         and ``spinning``: see ``multifield.onnx_session.OnnxCall``), else on Keras."""
         if bundle.model is None and "call" not in options:
-            call = onnx_call(bundle.graph, threads, spinning)
+            call = OnnxCall(bundle.graph, threads, spinning)
             return cls.on_onnx(bundle.config, bundle.encoder, bundle.thresholds, call, **options)
         return cls(bundle.config, bundle.encoder, bundle.model, bundle.thresholds, **options)
 
     @classmethod
     def on_onnx(cls, config: Config, encoder: RecordEncoder, thresholds: np.ndarray, call: BatchCall, **options) -> Predictor:
-        """A predictor whose ``call`` runs ONNX Runtime (``multifield.onnx_session.onnx_call``): nothing compiles, so
+        """A predictor whose ``call`` runs ONNX Runtime (``multifield.onnx_session.OnnxCall``): nothing compiles, so
         sorted batches of ``ONNX_BATCH_SIZE`` records are each cut to their longest record."""
         options = {"fixed_shapes": False, "batch_size": ONNX_BATCH_SIZE, **options}
         return cls(config, encoder, None, thresholds, call=call, **options)

@@ -16,7 +16,7 @@ import onnxruntime
 
 from multifield.errors import ConfigError
 
-__all__ = ["OnnxCall", "default_threads", "inference_session", "onnx_call"]
+__all__ = ["OnnxCall", "default_threads", "inference_session"]
 
 
 def default_threads() -> int:
@@ -82,7 +82,3 @@ class OnnxCall:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="multifield-onnx")
         return list(self._pool.map(self, batches))
 
-
-def onnx_call(graph: bytes, threads: int | None = None, spinning: bool | None = None) -> OnnxCall:
-    """The batch call of ``graph`` (see ``OnnxCall``)."""
-    return OnnxCall(graph, threads, spinning)

@@ -20,7 +20,7 @@ from multifield.data.batches import predict_in_buckets, sort_field
 from multifield.data.encoding import RecordEncoder
 from multifield.inference import ONNX_BATCH_SIZE, BatchCall, Predictor, model_scores
 from multifield.onnx_graph import onnx_graph, unwritable
-from multifield.onnx_session import onnx_call
+from multifield.onnx_session import OnnxCall
 
 
 class GraphScoring:
@@ -59,7 +59,7 @@ class GraphScoring:
     def _written(self, model, outputs: tuple[str, ...] | None) -> tuple[bytes, BatchCall]:
         started = time.perf_counter()
         graph = onnx_graph(model, self.config, outputs).SerializeToString()
-        call = onnx_call(graph)
+        call = OnnxCall(graph)
         self.seconds += time.perf_counter() - started
         return graph, call
 
