@@ -1,5 +1,5 @@
-"""Arrow's tokenization gives the ids of the ``tokenizers`` pipeline, row for row, and leaves to it the rows it
-cannot vouch for."""
+"""Arrow's tokenization (a batch) and Python's (a few values) give the ids of the ``tokenizers`` pipeline, row
+for row, and leave to it the rows they cannot vouch for."""
 
 import subprocess
 import sys
@@ -48,11 +48,17 @@ def fitted(kind: str, lowercase: bool, max_tokens: int) -> FieldTokenizer:
 TOKENIZERS = {(kind, lowercase): fitted(kind, lowercase, 7) for kind in ("text", "items") for lowercase in (True, False)}
 
 
-def assert_same_ids(tokenizer: FieldTokenizer, values: list, length: int | None = None) -> None:
+def assert_same_ids(tokenizer: FieldTokenizer, values: list, length: int | None = None, every: int = 1) -> None:
+    """The same ids as ``tokenizers`` alone, on Arrow's path (the values repeated up to a batch that takes it)
+    and on Python's (every ``every``-th value, in runs of fewer than ``FAST_PATH_MIN_VALUES``)."""
     assert tokenizer.fast is not None
-    # Repeated up to a batch that takes the fast path (a smaller one goes to tokenizers whole).
+    slow = reference(tokenizer)
     batch = (values * FAST_PATH_MIN_VALUES)[: max(len(values), FAST_PATH_MIN_VALUES)]
-    np.testing.assert_array_equal(tokenizer.encode(batch, length), reference(tokenizer).encode(batch, length))
+    np.testing.assert_array_equal(tokenizer.encode(batch, length), slow.encode(batch, length))
+    sample = values[::every]
+    for start in range(0, len(sample), FAST_PATH_MIN_VALUES - 1):
+        few = sample[start : start + FAST_PATH_MIN_VALUES - 1]
+        np.testing.assert_array_equal(tokenizer.encode(few, length), slow.encode(few, length))
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
@@ -78,14 +84,19 @@ def test_hand_picked_characters_take_the_fast_path_with_the_same_ids(lowercase):
     # Only the characters newer than one side's Unicode tables leave their rows to the slow path.
     _, slow = tokenizer.fast.encode(values, 7, 7)
     assert all("\u0558" in values[row] or "\u32ff" in values[row] for row in slow)
+    # Python's path leaves more: also the characters it splits or lowercases otherwise (final sigma, marks).
+    _, slow = tokenizer.fast.encode_few(values, 7, 7)
+    assert len(slow) < len(values) / 2
+    assert values.index("naïve and naïvenaïve. (naïve)") not in slow
     assert (tokenizer.encode(["ＦＵＬＬ ﬁne"])[0, :2] == tokenizer.encode(["FULL fine"])[0, :2]).all()
 
 
 def test_the_text_of_a_special_token_is_left_to_the_tokenizers_path():
     tokenizer = TOKENIZERS["text", True]
     values = ["a [PAD] b", "the [UNK]", "[pad] is plain text"]
-    _, slow = tokenizer.fast.encode(values, 7, 7)
-    assert list(slow) == [0, 1]
+    for encode in (tokenizer.fast.encode, tokenizer.fast.encode_few):
+        _, slow = encode(values, 7, 7)
+        assert list(slow) == [0, 1]
     assert_same_ids(tokenizer, values)
     assert tokenizer.encode(values)[0, 1] == 0  # what tokenizers itself does with the text "[PAD]"
 
@@ -115,14 +126,25 @@ def test_values_that_are_not_strings_give_the_same_error():
             tokenizer.encode(batch)
 
 
-def test_a_small_batch_goes_to_tokenizers_whole(monkeypatch):
+def test_a_small_batch_takes_the_python_path_and_a_large_one_arrows(monkeypatch):
     tokenizer = fitted("text", True, 7)
     calls = []
-    monkeypatch.setattr(tokenizer.fast, "encode", lambda *args: calls.append(args) or None)
+    monkeypatch.setattr(tokenizer.fast, "encode", lambda *args: calls.append("arrow") or None)
+    few = tokenizer.fast.encode_few
+    monkeypatch.setattr(tokenizer.fast, "encode_few", lambda *args: calls.append("python") or few(*args))
     tokenizer.encode(["a"] * (FAST_PATH_MIN_VALUES - 1))
-    assert calls == []
+    assert calls == ["python"]
     tokenizer.encode(["a"] * FAST_PATH_MIN_VALUES)
-    assert len(calls) == 1
+    assert calls == ["python", "arrow"]
+
+
+def test_the_python_path_vouches_for_plain_and_accented_text_only():
+    tokenizer = TOKENIZERS["text", True]
+    assert tokenizer.fast.few_tokens("Don't x-ray CAFÉ ﬁne, naïve…") == ["don", "'", "t", "x", "-", "ray", "café", "fine", ",", "naïve", "..."]
+    assert tokenizer.fast.few_tokens(None) == []
+    assert tokenizer.fast.few_tokens("a\x1cb") == ["a", "\x1c", "b"]  # in ASCII the classes are the pre-tokenizer's own
+    for doubtful in ("ΌΣΟΣ", "é\x1cb", "\ud800", "x [UNK]", 3.5):
+        assert tokenizer.fast.few_tokens(doubtful) is None
 
 
 def test_bundled_movies_take_the_fast_path_with_the_same_ids():
@@ -156,6 +178,6 @@ def test_every_code_point_gets_the_tokenizers_ids_and_few_leave_the_fast_path():
     codes = [code for code in range(0x110000) if not 0xD800 <= code < 0xE000]  # surrogates are not text
     values = [f"A{chr(code)}b {chr(code)}. x{chr(code)}\u0301" for code in codes]
     tokenizer = FieldTokenizer.fit(values[::5], kind="text", max_tokens=12, min_count=1, vocabulary_size=10**7)
-    assert_same_ids(tokenizer, values)
+    assert_same_ids(tokenizer, values, every=29)  # Python's path on 38,000 of them (all would take minutes)
     _, slow = tokenizer.fast.encode(values, 12, 12)
     assert len(slow) < 0.001 * len(values)  # characters newer than one side's Unicode tables

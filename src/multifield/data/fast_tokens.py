@@ -11,8 +11,11 @@ the text of a special token, is left to the ``tokenizers`` path, which the calle
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import threading
+import unicodedata
 from itertools import chain
 
 import numpy as np
@@ -33,6 +36,8 @@ _classes = np.zeros(0x110000, dtype=np.uint8)
 _whitespace = pre_tokenizers.Whitespace()
 # Per pipeline (kind, lowercase): code point -> whether both pipelines agree on it.
 _agreement: dict[tuple[str, bool], dict[int, bool]] = {}
+# The same for Python's pipeline (``FastTokenizer.few_tokens``): character -> whether it agrees.
+_python_agreement: dict[tuple[str, bool], dict[str, bool]] = {}
 _lock = threading.Lock()
 
 
@@ -46,6 +51,7 @@ class FastTokenizer:
         self.vocabulary = string_array(vocabulary)
         self.unknown_id = unknown_id
         self.specials = specials
+        self.ids = {token: index for index, token in enumerate(vocabulary)}
 
     @classmethod
     def of(cls, tokenizer: Tokenizer, kind: str) -> FastTokenizer | None:
@@ -92,6 +98,79 @@ class FastTokenizer:
         slow = np.unique(rows[self.doubtful(pieces, normal)])
         ids[slow] = 0
         return ids, slow
+
+    def encode_few(self, values, length: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+        """What ``encode`` gives, in plain Python, for a few values (``few_tokens``); the rows it cannot vouch for,
+        and values of the wrong type (which ``tokenizers`` refuses), are left to the ``tokenizers`` path."""
+        ids = np.zeros((len(values), length), dtype=np.int32)
+        slow = []
+        lookup, unknown = self.ids.get, self.unknown_id
+        for row, value in enumerate(values):
+            tokens = self.few_tokens(value)
+            if tokens is None:
+                slow.append(row)
+            elif tokens:
+                found = [lookup(token, unknown) for token in tokens[:keep]]
+                ids[row, : len(found)] = found
+        return ids, np.array(slow, dtype=np.int64)
+
+    def few_tokens(self, value) -> list[str] | None:
+        """The tokens of one value by Python's ``unicodedata``, ``str.lower`` and ``re`` (missing means none), or
+        None when it holds a special token's text or a character on which Python and ``tokenizers`` may differ."""
+        if value is None:
+            return []
+        if self.kind == "text":
+            if type(value) is not str or any(special in value for special in self.specials):
+                return None
+            if value.isascii():  # NFKC changes no ASCII character
+                return ASCII_WORDS.findall(value.lower() if self.lowercase else value)
+            normal = self.python_normal(value)
+            return None if normal is None or not self.python_agrees(value, normal) else python_words().findall(normal)
+        if not isinstance(value, (list, tuple)):
+            return None
+        tokens = []
+        for item in value:
+            if type(item) is not str or any(special in item for special in self.specials):
+                return None
+            normal = self.python_normal(item)
+            if normal is None or not (item.isascii() or self.python_agrees(item, normal)):
+                return None
+            if normal:  # an empty item is no token
+                tokens.append(normal)
+        return tokens
+
+    def python_normal(self, string: str) -> str | None:
+        """NFKC and the lowercase by Python; None for a string that is not valid Unicode (a lone surrogate)."""
+        if not string.isascii():
+            try:
+                string = unicodedata.normalize("NFKC", string)
+                string.encode()
+            except UnicodeError:
+                return None
+        return string.lower() if self.lowercase else string
+
+    def python_agrees(self, string: str, normal: str) -> bool:
+        """Whether every character of ``string`` and of its normal form gives the ``tokenizers`` tokens in
+        Python too, in each probe (learnt once per character and process, as ``learn`` does for Arrow)."""
+        chars = (set(string) | set(normal)) - PLAIN_ASCII
+        known = _python_agreement.setdefault((self.kind, self.lowercase), {})
+        unknown = [char for char in chars if char not in known]
+        if unknown:
+            probes = [probe.format(char) for char in unknown for probe in PROBES]
+            python = [self.python_tokens(probe) for probe in probes]
+            slow = [self.reference_tokens(probe) for probe in probes]
+            with _lock:
+                for index, char in enumerate(unknown):
+                    window = slice(index * len(PROBES), (index + 1) * len(PROBES))
+                    known[char] = python[window] == slow[window]
+        return all(known[char] for char in chars)
+
+    def python_tokens(self, string: str) -> list[str] | None:
+        """Python's tokens of one string (an item, for an items field), with no check."""
+        normal = self.python_normal(string)
+        if normal is None or self.kind == "items":
+            return [normal] if normal else [] if normal == "" else None
+        return python_words().findall(normal)
 
     def pieces(self, values: list) -> tuple[pa.LargeStringArray | None, np.ndarray]:
         """The strings to tokenize (a text field's values, an items field's items; missing means empty) and,
@@ -203,6 +282,46 @@ def learn_classes(codes: np.ndarray) -> None:
 
 
 learn_classes(np.arange(128))
+
+
+def _ascii_words() -> re.Pattern:
+    """The Whitespace pre-tokenizer's split of ASCII text: runs of word characters, and runs of the others but
+    spaces, by the classes it gave each ASCII character."""
+    def characters(kind: int) -> str:
+        return "".join(re.escape(chr(code)) for code in range(128) if _classes[code] == kind)
+
+    return re.compile(f"[{characters(WORD)}]+|[{characters(OTHER)}]+")
+
+
+ASCII_WORDS = _ascii_words()
+
+
+@functools.cache
+def python_words() -> re.Pattern:
+    """Python's version of the split for text outside ASCII: a word character is one of ``\\w`` (letters and
+    numbers), a combining mark, a connector or a joiner of the Basic Multilingual Plane, as in Rust's ``\\w``.
+    Made on first use (about 30 ms); the characters where it may still differ are probed (``python_agrees``)."""
+    extra = [code for code in range(0x80, 0x10000) if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me", "Pc")]
+    extra += [0x200C, 0x200D]
+    ranges, start, previous = [], None, None
+    for code in sorted(extra):
+        if start is not None and code == previous + 1:
+            previous = code
+            continue
+        if start is not None:
+            ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(previous))}")
+        start = previous = code
+    ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(previous))}")
+    word = "\\w" + "".join(ranges)
+    return re.compile(f"[{word}]+|[^{word}\\s]+")
+
+
+# The ASCII characters that ``python_words`` puts in the class the pre-tokenizer gives them (all but the
+# separators \x1c-\x1f, which are spaces to Python): no need to probe them.
+PLAIN_ASCII = frozenset(
+    chr(code) for code in range(128)
+    if _classes[code] == (SPACE if chr(code).isspace() else WORD if re.fullmatch(r"\w", chr(code)) else OTHER)
+)
 
 
 def string_array(strings: list[str]) -> pa.LargeStringArray:

@@ -15,8 +15,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from multifield.data.fast_tokens import FastTokenizer
 
-# Arrow's kernels cost a fixed ~0.3-0.7 ms a call, ``tokenizers`` ~0.01-0.05 ms a value: below this many values
-# (one record, a small request) ``tokenizers`` is the faster of the two (benchmarks/tokenize_speed.py).
+# Arrow's kernels cost a fixed ~0.3-0.7 ms a call: below this many values (one record, a small request) plain
+# Python is the faster (``FastTokenizer.encode_few``; benchmarks/tokenize_speed.py).
 FAST_PATH_MIN_VALUES = 64
 
 PAD, UNKNOWN = "[PAD]", "[UNK]"
@@ -140,14 +140,16 @@ class FieldTokenizer:
     def encode(self, values: Sequence, length: int | None = None) -> np.ndarray:
         """``(len(values), length or max_tokens)`` int32 ids, right-padded with 0; a missing value is empty.
 
-        Arrow's kernels tokenize a batch of at least ``FAST_PATH_MIN_VALUES`` (``FastTokenizer``); the rows
-        it cannot vouch for, a smaller batch, or every row when the pipeline is not one it copies, go through
-        ``tokenizers``."""
+        Arrow's kernels tokenize a batch of at least ``FAST_PATH_MIN_VALUES`` (``FastTokenizer``), plain Python
+        a smaller one; the rows they cannot vouch for, or every row when the pipeline is not one they copy, go
+        through ``tokenizers``."""
         length = length or self.max_tokens
         values = values if isinstance(values, (list, tuple)) else list(values)
         fast = None
-        if self.fast is not None and len(values) >= FAST_PATH_MIN_VALUES:
-            fast = self.fast.encode(values, length, min(length, self.max_tokens))
+        if self.fast is not None:
+            keep = min(length, self.max_tokens)
+            few = len(values) < FAST_PATH_MIN_VALUES
+            fast = self.fast.encode_few(values, length, keep) if few else self.fast.encode(values, length, keep)
         ids, slow = fast if fast is not None else (np.zeros((len(values), length), dtype=np.int32), np.arange(len(values)))
         if len(slow):
             blank = "" if self.kind == "text" else []
