@@ -51,6 +51,7 @@ def test_threads_and_spinning_are_settings(monkeypatch):
 
 def test_onnx_call_runs_batches_side_by_side_one_core_each(monkeypatch):
     import threading
+    import time
 
     import numpy as np
 
@@ -60,10 +61,11 @@ def test_onnx_call_runs_batches_side_by_side_one_core_each(monkeypatch):
     class Recorded(OnnxCall):
         def __call__(self, batch):
             self.seen.append((threading.current_thread().name, batch["plot"].shape))
+            time.sleep(self.pause)  # a batch that takes a while, as a real one does
             return super().__call__(batch)
 
     call = Recorded(tiny_graph(), threads=2)
-    call.seen = []
+    call.seen, call.pause = [], 0.0
     assert call.workers == 2 and call.session.get_session_options().intra_op_num_threads == 1
     ids = np.zeros((9, 4), dtype=np.int32)
     ids[np.arange(9), 0] = np.arange(1, 10)  # every row at least one token long, its own value
@@ -74,9 +76,14 @@ def test_onnx_call_runs_batches_side_by_side_one_core_each(monkeypatch):
     np.testing.assert_array_equal(outputs["scores"][:3, 1:], 7)
     np.testing.assert_array_equal(outputs["scores"][3:, 1:], 0)
     assert sorted(shape for _, shape in call.seen) == [(4, 4), (5, 1)]  # five short rows, then the rest: each cut to its longest
-    assert all(name.startswith("multifield-onnx") for name, _ in call.seen)
+    # The calling thread runs one batch, a thread of the call's own the other (or both, when it is quicker).
+    assert {name for name, _ in call.seen} <= {"MainThread", "multifield-onnx_0"}
+    call.pause = 0.002
+    many = predict_in_buckets(call, {"plot": np.repeat(ids, 40, axis=0)}, batch_size=8, sort_by="plot", fixed_shapes=False)
+    np.testing.assert_array_equal(many["scores"][:, 0], np.repeat(np.arange(1, 10), 40))
+    assert {name for name, _ in call.seen[2:]} == {"MainThread", "multifield-onnx_0"}  # 45 batches: both ran some
     single = Recorded(tiny_graph(), threads=1)
-    single.seen = []
+    single.seen, single.pause = [], 0.0
     predict_in_buckets(single, {"plot": ids}, batch_size=4, sort_by="plot", fixed_shapes=False)
     assert [shape[0] for _, shape in single.seen] == [4, 4, 1] and {name for name, _ in single.seen} == {"MainThread"}
     with pytest.raises(ConfigError, match="threads must be 1 or more"):

@@ -300,7 +300,7 @@ ASCII_WORDS = _ascii_words()
 def python_words() -> re.Pattern:
     """Python's version of the split for text outside ASCII: a word character is one of ``\\w`` (letters and
     numbers), a combining mark, a connector or a joiner of the Basic Multilingual Plane, as in Rust's ``\\w``.
-    Made on first use (about 30 ms); the characters where it may still differ are probed (``python_agrees``)."""
+    Made on first use (about 15 ms); the characters where it may still differ are probed (``python_agrees``)."""
     extra = [code for code in range(0x80, 0x10000) if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me", "Pc")]
     extra += [0x200C, 0x200D]
     ranges, start, previous = [], None, None
