@@ -56,9 +56,9 @@ class OnnxCall:
     ``<field>_attention``).
 
     Each batch runs on one core, and ``map`` runs ``threads`` batches at once (default ``default_threads()``),
-    on the calling thread and ``threads - 1`` of its own: the recurrent layers step through the tokens one at a time, too little work per step
-    to share between cores, so two batches side by side use two cores where one batch on two intra-op threads
-    does not (measured on 2 cores: 20,000 movies' model time 1.7 s against 3.0 s; 16 records, split in two,
+    on the calling thread and ``threads - 1`` of its own: the recurrent layers step through the tokens one at a
+    time, too little work per step to share between cores, so two batches side by side use two cores where one
+    batch on two intra-op threads does not (measured on 2 cores: 20,000 movies' model time 1.7 s against 3.0 s; 16 records, split in two,
     1.8 ms against 3.1 ms). One session serves every thread (ONNX Runtime's ``run`` is thread-safe).
     """
 

@@ -168,8 +168,10 @@ class FastTokenizer:
     def python_tokens(self, string: str) -> list[str] | None:
         """Python's tokens of one string (an item, for an items field), with no check."""
         normal = self.python_normal(string)
-        if normal is None or self.kind == "items":
-            return [normal] if normal else [] if normal == "" else None
+        if normal is None:
+            return None
+        if self.kind == "items":
+            return [normal] if normal else []
         return python_words().findall(normal)
 
     def pieces(self, values: list) -> tuple[pa.LargeStringArray | None, np.ndarray]:
