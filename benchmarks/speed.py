@@ -28,7 +28,8 @@ One run measures, on the fixed split of the bundled movies and on this machine:
   ready and its peak RSS (``benchmarks/serve_load.py``). The bundle: the one the training half wrote, or
   ``--bundle``, or benchmarks/.cache/runtime/movies (trained there once if missing).
 
-It prints a markdown table with the machine it ran on and writes it (default benchmarks/results/speed.md).
+It prints a markdown table with the machine it ran on and writes it (default benchmarks/results/speed.md); a run
+of one part keeps the other part's figures from that file's last run below its own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -257,8 +259,11 @@ def inference_markdown(result: dict, settings: dict) -> list[str]:
     return lines
 
 
+HEADER = ["# Speed benchmark", "", "`benchmarks/speed.py`, one run on the machine below.", ""]
+
+
 def markdown(training: dict | None, inference: dict | None, info: dict, settings: dict) -> str:
-    lines = ["# Speed benchmark", "", "`benchmarks/speed.py`, one run on the machine below.", ""]
+    lines = list(HEADER)
     if training:
         lines += training_markdown(training, settings)
     if inference:
@@ -266,6 +271,22 @@ def markdown(training: dict | None, inference: dict | None, info: dict, settings
     lines += ["Machine and run:", ""]
     lines += [f"- {key}: {value}" for key, value in {**info, **settings}.items()]
     return "\n".join(lines) + "\n"
+
+
+_HALF = re.compile(r"\n---\n\nThe (?:training|inference) half, a separate run \(`--part \w+`\):\n")
+
+
+def with_other_half(text: str, part: str, previous: str | None) -> str:
+    """This run's text (``part``: training or inference) and, below it, the other half's from the file's last
+    run, if it holds one: a run of one part keeps the other's figures."""
+    other = {"training": "inference", "inference": "training"}.get(part)
+    if other is None or not previous:
+        return text
+    kept = next((chunk for chunk in _HALF.split(previous) if re.search(rf"^- part: {other}$", chunk, re.MULTILINE)), None)
+    if kept is None:
+        return text
+    kept = kept.removeprefix("\n".join(HEADER) + "\n")
+    return f"{text}\n---\n\nThe {other} half, a separate run (`--part {other}`):\n{kept.rstrip()}\n"
 
 
 def training_rows(args, paths: dict, workdir: Path, env: dict) -> dict:
@@ -329,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(training, inference, info, settings)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    previous = args.out.read_text(encoding="utf-8") if args.out.exists() else None
+    args.out.write_text(with_other_half(text, args.part, previous), encoding="utf-8")
     print(f"written to {args.out}")
     serve_errors = sum(row.get("errors", 0) for result in (inference or {}).get("serve", {}).values() for row in result["rows"].values())
     return 1 if serve_errors else 0

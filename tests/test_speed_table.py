@@ -50,3 +50,22 @@ def test_without_wrk_its_rows_say_so_and_the_python_client_rows_stay():
     lines = inference_markdown(result(wrk_missing=True), SETTINGS)
     assert row(lines, "`multifield serve`") == [WRK_MISSING, WRK_MISSING, "–"]
     assert row(lines, "the same, Python client: requests/s") == ["500", "1,500", "–"]
+
+
+def test_a_run_of_one_part_keeps_the_other_parts_figures():
+    from benchmarks.speed import HEADER, with_other_half
+
+    header = "\n".join(HEADER) + "\n"
+    inference = header + "## Inference\n\nnew inference figures\n\n- part: inference\n"
+    training = header + "## Training\n\nold training figures\n\n- part: training\n"
+    both = with_other_half(inference, "inference", training)
+    assert both.startswith(inference) and "old training figures" in both and both.count("# Speed benchmark") == 1
+    assert "The training half, a separate run (`--part training`):" in both
+    # Again, with a newer inference run: the training half is still there once, the old inference text gone.
+    again = with_other_half(inference.replace("new", "newer"), "inference", both)
+    assert "newer inference figures" in again and "new inference figures" not in again
+    assert again.count("old training figures") == 1
+    # The other way round, and a file of neither half.
+    assert "new inference figures" in with_other_half(training, "training", both)
+    assert with_other_half(inference, "inference", None) == inference
+    assert with_other_half(inference, "all", training) == inference
