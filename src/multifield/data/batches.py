@@ -23,6 +23,22 @@ def sort_field(config: Config) -> str | None:
     return max(fields, key=lambda name: config.fields[name].max_tokens) if fields else None
 
 
+def trims_sort_field(config: Config) -> bool:
+    """Whether training batches cut the sort field to a width step: only when its encoder runs every step of
+    the padded width (an LSTM, or a GRU with dropout, or off JAX). A GRU that runs only the steps its batch
+    holds (``multifield.layers.gru_steps``) gets its field at full width: one shape to compile, whatever the
+    batch's length, and no more steps run."""
+    from multifield.layers.recurrent_encoder import runs_only_needed_steps
+
+    name = sort_field(config)
+    if name is None:
+        return False
+    field = config.fields[name]
+    if field.encoder != "rnn_attention":
+        return True
+    return not runs_only_needed_steps(field.cell, field.recurrent_input_dropout)
+
+
 def row_lengths(ids: np.ndarray) -> np.ndarray:
     """Number of tokens of each right-padded row (the position after its last non-zero id)."""
     nonzero = ids != 0
@@ -86,10 +102,11 @@ def batch_order(
     return batches, rest
 
 
-def take_batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | None, lengths, agree_width=None):
-    """The ``rows`` of every field; the ``sort_by`` field trimmed to the batch's longest record."""
+def take_batch(inputs: dict[str, np.ndarray], rows: np.ndarray, sort_by: str | None, lengths, agree_width=None, trim=True):
+    """The ``rows`` of every field; with ``trim``, the ``sort_by`` field trimmed to the batch's longest record."""
     return {
-        name: trimmed(ids, rows, lengths, agree_width) if name == sort_by else ids[rows] for name, ids in inputs.items()
+        name: trimmed(ids, rows, lengths, agree_width) if trim and name == sort_by else ids[rows]
+        for name, ids in inputs.items()
     }
 
 

@@ -16,7 +16,8 @@ class BucketedBatches(keras.utils.PyDataset):
     epoch (a different few each epoch), unless there is no full batch; ``True`` always leaves them out
     (data-parallel training: every batch splits evenly over the devices); ``False`` makes them one short
     last batch. ``steps`` cuts each epoch to that many batches (the same on every process);
-    ``agree_width`` (a function of one width) makes the processes pad each step alike.
+    ``agree_width`` (a function of one width) makes the processes pad each step alike; ``trim=False`` keeps
+    the ``sort_by`` field at full width (batches still grouped by its length).
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class BucketedBatches(keras.utils.PyDataset):
         drop_remainder: bool | None = None,
         steps: int | None = None,
         agree_width=None,
+        trim: bool = True,
     ):
         super().__init__()
         self.inputs, self.labels = inputs, labels
@@ -37,6 +39,7 @@ class BucketedBatches(keras.utils.PyDataset):
         self.sort_lengths = row_lengths(inputs[sort_by]) if sort_by else np.zeros(len(labels), dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self.drop_remainder, self.steps, self.agree_width = drop_remainder, steps, agree_width
+        self.trim = trim
         self.batches = self._order()
 
     def _order(self) -> list[np.ndarray]:
@@ -52,7 +55,7 @@ class BucketedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = np.sort(self.batches[index])
-        return take_batch(self.inputs, rows, self.sort_by, self.sort_lengths, self.agree_width), self.labels[rows]
+        return take_batch(self.inputs, rows, self.sort_by, self.sort_lengths, self.agree_width, self.trim), self.labels[rows]
 
     def on_epoch_end(self):
         self.batches = self._order()

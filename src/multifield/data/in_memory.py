@@ -32,10 +32,12 @@ class InMemoryRecords:
         """Per-label positive counts and the number of records."""
         return np.asarray(self.labels).sum(axis=0), len(self.labels)
 
-    def batches(self, batch_size: int, sort_by: str | None, seed: int) -> BucketedBatches:
-        return BucketedBatches(self.inputs, self.labels, batch_size, sort_by, seed=seed)
+    def batches(self, batch_size: int, sort_by: str | None, seed: int, trim: bool = True) -> BucketedBatches:
+        return BucketedBatches(self.inputs, self.labels, batch_size, sort_by, seed=seed, trim=trim)
 
-    def shard_batches(self, local_batch: int, global_batch: int, sort_by, seed: int, index: int, count: int, agree_width):
+    def shard_batches(
+        self, local_batch: int, global_batch: int, sort_by, seed: int, index: int, count: int, agree_width, trim: bool = True
+    ):
         """This process's shard (record ``i`` goes to process ``i % count``) in equal, full batches."""
         records = len(self.labels)
         if records // count < local_batch:
@@ -46,7 +48,7 @@ class InMemoryRecords:
         shard = {name: ids[index::count] for name, ids in self.inputs.items()}
         return BucketedBatches(
             shard, self.labels[index::count], local_batch, sort_by, seed=seed, drop_remainder=True, steps=steps,
-            agree_width=agree_width,
+            agree_width=agree_width, trim=trim,
         )
 
     def update_digest(self, digest) -> None:

@@ -62,7 +62,8 @@ class StreamingBatches(keras.utils.PyDataset):
     Holds at most the buffer and one chunk of records at a time. An epoch has ``steps`` batches:
     ``ceil(records / batch_size)`` by default; ``drop_remainder`` drops the last short batch and
     ``steps`` (the same on every process of a multi-process run) cuts the epoch short there.
-    ``agree_width`` (a function of one width) lets the processes agree on each batch's padded width.
+    ``agree_width`` (a function of one width) lets the processes agree on each batch's padded width; ``trim=False``
+    keeps the ``sort_by`` field at full width.
     """
 
     def __init__(
@@ -77,9 +78,11 @@ class StreamingBatches(keras.utils.PyDataset):
         drop_remainder: bool = False,
         buffer_records: int = SHUFFLE_BUFFER_RECORDS,
         agree_width: Callable[[int], int] | None = None,
+        trim: bool = True,
     ):
         super().__init__()
         self.source = source
+        self.trim = trim
         self.batch_size = batch_size
         self.sort_by = sort_by
         self.seed = seed
@@ -155,7 +158,7 @@ class StreamingBatches(keras.utils.PyDataset):
         batches, rest = batch_order(lengths, self.batch_size, rng, keep_short=final and not self.drop_remainder)
         for rows in batches:
             rows = np.sort(rows)
-            yield take_batch(x, rows, self.sort_by, lengths, self.agree_width), y[rows]
+            yield take_batch(x, rows, self.sort_by, lengths, self.agree_width, self.trim), y[rows]
         return rest
 
 

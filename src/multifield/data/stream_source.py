@@ -103,15 +103,17 @@ class StreamSource:
         """Per-label positive counts and the number of training records."""
         return self.positives, self.count
 
-    def batches(self, batch_size: int, sort_by: str | None, seed: int) -> StreamingBatches:
-        return StreamingBatches(self, batch_size, sort_by, seed=seed)
+    def batches(self, batch_size: int, sort_by: str | None, seed: int, trim: bool = True) -> StreamingBatches:
+        return StreamingBatches(self, batch_size, sort_by, seed=seed, trim=trim)
 
-    def shard_batches(self, local_batch: int, global_batch: int, sort_by, seed: int, index: int, count: int, agree_width):
+    def shard_batches(
+        self, local_batch: int, global_batch: int, sort_by, seed: int, index: int, count: int, agree_width, trim: bool = True
+    ):
         """This process's shard (record ``i`` goes to process ``i % count``) in equal, full batches."""
         steps = max(1, min(self.shard_counts) // local_batch)
         return StreamingBatches(
             self, local_batch, sort_by, seed=seed, shard_index=index, shard_count=count,
-            steps=steps, drop_remainder=True, agree_width=agree_width,
+            steps=steps, drop_remainder=True, agree_width=agree_width, trim=trim,
         )
 
     def update_digest(self, digest) -> None:

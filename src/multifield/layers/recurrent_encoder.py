@@ -9,6 +9,13 @@ from multifield.layers.attention_pooling import AttentionPooling
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
 
+def runs_only_needed_steps(cell: str, dropout: float = 0.0, recurrent_dropout: float = 0.0) -> bool:
+    """Whether the encoder's recurrent layers run only the steps that hold a token of some record of the batch
+    (``multifield.layers.gru_steps``: a GRU without dropout, on JAX), so that a batch padded to any width costs
+    the same and compiles once; otherwise Keras' layers run every step of the padded width."""
+    return keras.backend.backend() == "jax" and cell == "gru" and dropout == 0 and recurrent_dropout == 0
+
+
 @keras.saving.register_keras_serializable(package="multifield")
 class RecurrentAttentionEncoder(keras.layers.Layer):
     """Stack of (bidirectional) LSTM or GRU layers followed by `AttentionPooling`.
@@ -17,7 +24,9 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
     `num_layers` recurrent layers that each return their whole sequence, then pools the last one's outputs into one
     vector with additive attention. It is the same as writing the stack by hand, in one serialisable layer.
 
-    The recurrent layers keep the Keras defaults that let the LSTM/GRU use the fused cuDNN kernel on a GPU
+    On JAX, a GRU without dropout runs its steps in `multifield.layers.gru_steps`, with the same weights and the
+    same results: only as many steps as the batch's longest record, whatever the padded width, so one compiled
+    function serves every width. The recurrent layers keep the Keras defaults that let the LSTM/GRU use the fused cuDNN kernel on a GPU
     (`tanh`/`sigmoid` activations, `use_bias=True`, `unroll=False`, `reset_after=True` for the GRU, and
     `recurrent_dropout=0`); a `recurrent_dropout > 0` works but falls back to the slower generic kernel. The fused
     kernels need right padding (`keras.utils.pad_sequences(..., padding="post")`); with left padding the masked
@@ -182,8 +191,17 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
         check_sequence_shape(self, inputs.shape)
         sequences = inputs
-        for recurrent in self.recurrent_layers:
-            sequences = recurrent(sequences, mask=mask, training=training)
+        if runs_only_needed_steps(self.cell, self.dropout, self.recurrent_dropout):
+            from multifield.layers.gru_steps import gru_sequences
+
+            steps_mask = keras.ops.ones(inputs.shape[:2], dtype="bool") if mask is None else keras.ops.cast(mask, "bool")
+            for recurrent in self.recurrent_layers:
+                layers = (recurrent.forward_layer, recurrent.backward_layer) if self.bidirectional else (recurrent,)
+                weights = [[keras.ops.cast(w, self.compute_dtype) for w in layer.cell.weights] for layer in layers]
+                sequences = gru_sequences(keras.ops.cast(sequences, self.compute_dtype), steps_mask, *weights)
+        else:
+            for recurrent in self.recurrent_layers:
+                sequences = recurrent(sequences, mask=mask, training=training)
         return self.attention_pooling(
             sequences, mask=mask, training=training, return_attention_scores=return_attention_scores
         )

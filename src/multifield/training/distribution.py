@@ -116,16 +116,16 @@ def agree_max(value: int) -> int:
     return int(np.max(multihost_utils.process_allgather(np.asarray([value], dtype=np.int32))))
 
 
-def training_batches(train_data, batch_size: int, sort_by: str | None, seed: int):
+def training_batches(train_data, batch_size: int, sort_by: str | None, seed: int, trim: bool = True):
     """The training PyDataset of ``train_data`` (``InMemoryRecords`` or a ``StreamSource``); under a
-    data-parallel plan, this process's shard in equal, full batches."""
+    data-parallel plan, this process's shard in equal, full batches. ``trim``: see ``take_batch``."""
     plan = _plan
     if plan is None:
-        return train_data.batches(batch_size, sort_by, seed)
+        return train_data.batches(batch_size, sort_by, seed, trim)
     global_batch = plan.global_batch_size(batch_size)
     agree = agree_max if plan.processes > 1 else None
     return train_data.shard_batches(
-        global_batch // plan.processes, global_batch, sort_by, seed, plan.process_index, plan.processes, agree
+        global_batch // plan.processes, global_batch, sort_by, seed, plan.process_index, plan.processes, agree, trim
     )
 
 

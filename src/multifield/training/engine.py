@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 
 from multifield.config import Config
-from multifield.data.batches import sort_field
+from multifield.data.batches import sort_field, trims_sort_field
 from multifield.data.vectors import embedding_matrices
 from multifield.explain.attention_check import attention_check, describe
 from multifield.metrics import evaluate
@@ -163,7 +163,7 @@ def _train_member(run: _Run, member: int) -> tuple[keras.Model, dict, int]:
     seed = training.seed + member
     keras.utils.set_random_seed(seed)
     # In-memory records or a streamed file; under data-parallel training, this process's shard.
-    batches = training_batches(data.train, training.batch_size, sort_field(config), seed)
+    batches = training_batches(data.train, training.batch_size, sort_field(config), seed, trims_sort_field(config))
     full_model = build_model(
         config,
         {name: tok.vocabulary_size for name, tok in data.encoder.tokenizers.items()},
