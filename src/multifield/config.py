@@ -229,8 +229,9 @@ class TrainingConfig(_Strict):
     seed: int = Field(42, description="Seed for weights, shuffling and splitting.")
     length_buckets: bool = Field(
         True,
-        description="Group records of similar length (the longest attention field) into batches, each cut to its "
-        "longest record; false pads every batch to max_tokens.",
+        description="Group records of similar length (the longest attention field) into batches, so that a recurrent "
+        "encoder reads little padding: a GRU on JAX runs only the batch's steps; other encoders get each batch cut to "
+        "its longest record. false pads every batch to max_tokens.",
     )
     ensemble: int = Field(
         1, ge=1, le=16, description="Models trained with seeds seed, seed+1, ...; their scores and attention are averaged."

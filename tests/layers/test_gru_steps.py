@@ -18,7 +18,7 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from multifield.layers.gru_steps import gru_sequences, steps_to_run  # noqa: E402
+from multifield.layers.gru_steps import gru_sequences, steps_matmul, steps_to_run  # noqa: E402
 
 
 def keras_gru(units, features, bidirectional):
@@ -82,8 +82,8 @@ def test_same_outputs_and_gradients_as_keras(bidirectional):
 
 def test_steps_after_the_longest_record_do_not_run():
     inputs, mask = right_padded(batch=3, time=12, features=4, lengths=[5, 2, 0])
-    assert int(steps_to_run(jnp.asarray(mask.T))) == 5
-    assert int(steps_to_run(jnp.zeros((7, 3), bool))) == 0
+    assert int(steps_to_run(jnp.asarray(mask))) == 5
+    assert int(steps_to_run(jnp.zeros((3, 7), bool))) == 0
     layer = keras_gru(3, 4, True)
     weights = weights_of(layer, True)
     poisoned = inputs.copy()
@@ -102,6 +102,24 @@ def test_steps_after_the_longest_record_do_not_run():
     grads = jax.grad(lambda w: jnp.sum(gru_sequences(empty, none, *w) ** 2))(weights)
     assert (np.asarray(outputs) == 0.0).all()
     assert all((np.asarray(g) == 0.0).all() for g in jax.tree.leaves(grads))
+
+
+def test_steps_matmul_projects_the_steps_some_record_holds():
+    inputs, mask = right_padded(batch=3, time=8, features=4, lengths=[2, 5, 0])
+    inputs[:, 2:5] += 1.0  # held by the second record only; zero in the others' padding would hide nothing
+    kernel = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    got = np.asarray(jax.jit(steps_matmul)(inputs, mask, kernel))
+    np.testing.assert_allclose(got[:, :5], inputs[:, :5] @ kernel, rtol=1e-5, atol=1e-6)
+    assert (got[:, 5:] == 0.0).all()
+    target = np.random.default_rng(2).normal(size=got.shape).astype("float32")
+
+    def loss(function):
+        return lambda x, k: jnp.sum((function(x, k) - target)[:, :5] ** 2)
+
+    want = jax.grad(loss(lambda x, k: x @ k), argnums=(0, 1))(inputs, kernel)
+    grads = jax.grad(loss(lambda x, k: steps_matmul(x, mask, k)), argnums=(0, 1))(inputs, kernel)
+    for got_grad, want_grad in zip(grads, want):
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

@@ -6,7 +6,9 @@ batch of that field is trimmed to its longest record, rounded up to one of at mo
 (``width_step``), so that XLA compiles only a handful of shapes. The other fields keep their width.
 Rows stay right-padded. Training batches are all full: the few records left over by the last full
 batch wait for the next epoch (a new shuffle leaves out others), so that a short batch does not cost
-a compilation of its own.
+a compilation of its own. A GRU that runs only the steps its batch holds (``multifield.layers.gru_steps``)
+needs no trimming: its field keeps its full width (``trims_sort_field``), one shape to compile, and the
+grouping alone saves the padding steps.
 """
 
 from __future__ import annotations

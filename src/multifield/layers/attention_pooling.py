@@ -167,7 +167,14 @@ class AttentionPooling(keras.layers.Layer):
             # Zero the padding first: whatever it holds (even NaN) then cannot reach the scores or the context.
             inputs = ops.where(ops.expand_dims(mask, -1), inputs, ops.zeros_like(inputs))
 
-        hidden = ops.matmul(inputs, self.kernel)
+        if mask is not None and keras.backend.backend() == "jax":
+            # Only the steps that some record of the batch holds: one compiled function serves a batch padded
+            # to any width, at the cost of its records' length (``multifield.layers.gru_steps``).
+            from multifield.layers.gru_steps import steps_matmul
+
+            hidden = steps_matmul(inputs, mask, ops.cast(self.kernel, inputs.dtype))
+        else:
+            hidden = ops.matmul(inputs, self.kernel)
         if self.use_bias:
             hidden = hidden + self.bias
         hidden = ops.cast(ops.tanh(hidden), "float32")
