@@ -2,6 +2,8 @@
 contract details (exit codes, no traceback) through the installed console script."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from cli_helpers import run_cli, run_script
@@ -15,6 +17,29 @@ def test_version_and_help():
     for command in ("train", "evaluate", "predict", "demo"):
         assert command in help_text
     assert "Example:" in run_cli("train", "--help").output
+
+
+def test_console_command_runs_the_exit_handlers_and_keeps_the_exit_code(tmp_path):
+    """``multifield`` (``cli.run``) ends the process without Python's teardown, after the exit handlers and the
+    command's own exit code."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "sys.argv = ['multifield', *sys.argv[1:]]\n"
+        "from multifield.cli import run\n"
+        "run()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", script, "--version"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines() == [f"multifield {multifield.__version__}", "exit handler ran"]
+    missing = tmp_path / "missing.toml"
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "train", str(missing), "--train", "x.jsonl", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stdout.strip() == "exit handler ran"
+    assert bad.stderr.strip() == f"error: {missing}: no such config file"
 
 
 def test_train_evaluate_predict(small_config_path, movie_files, tmp_path):
