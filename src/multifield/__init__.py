@@ -2,14 +2,17 @@
 
 Importing the package selects the JAX backend for Keras unless the user has chosen one with
 ``KERAS_BACKEND``; this must happen before Keras is imported. (``~/.keras/keras.json`` is not read as a
-choice: Keras writes ``"backend": "tensorflow"`` there by itself on first import.)
+choice: Keras writes ``"backend": "tensorflow"`` there by itself on first import.) It also sets XLA's CPU
+scheduler for recurrent models (``multifield.xla_flags``), which XLA reads when JAX starts its backend.
 """
 
 import os
 
 from multifield.version import __version__
+from multifield.xla_flags import set_xla_cpu_flags
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+set_xla_cpu_flags()
 
 
 def __getattr__(name):
