@@ -155,6 +155,14 @@ def predict_file(records: int, workdir: Path) -> Path:
     return path
 
 
+def with_xla_defaults(env: dict) -> dict:
+    """``env`` for a reference that is plain Keras: XLA's own CPU scheduler, which importing ``multifield`` (as the
+    benchmark helpers do) would otherwise turn off (``multifield.xla_flags``)."""
+    from multifield.xla_flags import SCHEDULER_FLAG
+
+    return dict(env, XLA_FLAGS=f"{SCHEDULER_FLAG}=true")
+
+
 def timed_process(command: list[str], env: dict | None = None) -> dict:
     """Run a command to the end; its wall time, peak RSS (MiB) and stdout. Fails loudly on a non-zero exit."""
     # Output goes to files, not pipes: a child writing more than a pipe holds would block while we wait.

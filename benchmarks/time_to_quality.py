@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import CACHE_DIR, EXECUTABLE, machine_info, timed_process, write_split_jsonl  # noqa: E402
+from benchmarks.common import CACHE_DIR, EXECUTABLE, machine_info, timed_process, with_xla_defaults, write_split_jsonl  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "time_to_quality.md"
 CONFIG = REPO / "configs" / "movies.toml"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print("multifield as shipped ...", flush=True)
     rows["shipped"] = train_row(paths, workdir, "shipped", env)
     print("seed-style reference ...", flush=True)
-    rows["seed"] = python_row(SEED_SCRIPT.format(repo=str(REPO), epochs=args.seed_epochs), env)
+    rows["seed"] = python_row(SEED_SCRIPT.format(repo=str(REPO), epochs=args.seed_epochs), with_xla_defaults(env))
     info = machine_info()
     info["load average (1/5/15 min, at the start)"] = load_before
     text = markdown(rows, target, info, args.max_epochs)
