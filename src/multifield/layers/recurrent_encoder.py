@@ -26,7 +26,9 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
 
     On JAX, a GRU without dropout runs its steps in `multifield.layers.gru_steps`, with the same weights and the
     same results: only as many steps as the batch's longest record, whatever the padded width, so one compiled
-    function serves every width. The recurrent layers keep the Keras defaults that let the LSTM/GRU use the fused cuDNN kernel on a GPU
+    function serves every width.
+
+    The recurrent layers keep the Keras defaults that let the LSTM/GRU use the fused cuDNN kernel on a GPU
     (`tanh`/`sigmoid` activations, `use_bias=True`, `unroll=False`, `reset_after=True` for the GRU, and
     `recurrent_dropout=0`); a `recurrent_dropout > 0` works but falls back to the slower generic kernel. The fused
     kernels need right padding (`keras.utils.pad_sequences(..., padding="post")`); with left padding the masked
