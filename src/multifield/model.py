@@ -34,6 +34,7 @@ from multifield.layers import (
     MaskedGlobalPooling,
     RecurrentAttentionEncoder,
 )
+from multifield.layers.numpy_initializers import GlorotUniform, RandomUniform, Zeros, attention_pooling_initializers
 
 __all__ = [
     "ATTENTION_HEADS",
@@ -150,7 +151,7 @@ class AttentionKind(EncoderKind):
 
     def build(self, field: AttentionFieldConfig, name: str) -> keras.layers.Layer:
         return AttentionPooling(
-            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=name
+            units=field.attention_units, heads=field.heads, dropout=field.attention_dropout, name=name, **attention_pooling_initializers()
         )
 
     def search_space(self, trial, field_name: str, field: AttentionFieldConfig) -> dict:
@@ -241,6 +242,7 @@ def _embedded_tokens(name: str, field, ids, vocabulary_size: int, matrix: np.nda
         vocabulary_size,
         field.embedding_dim,
         mask_zero=True,
+        embeddings_initializer=RandomUniform(),
         weights=matrix,
         trainable=True if matrix is None or field.embeddings is None else field.embeddings.trainable,
         name=f"{name}_embedding",
@@ -254,7 +256,7 @@ def _embedded_tokens(name: str, field, ids, vocabulary_size: int, matrix: np.nda
 def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, document_frequencies):
     """A linear model over the field's bag of tokens: one weight per (token, label), pooled over tokens."""
     wide_tokens = keras.layers.Embedding(
-        vocabulary_size, num_labels, mask_zero=True, embeddings_initializer="zeros", name=f"{name}_wide"
+        vocabulary_size, num_labels, mask_zero=True, embeddings_initializer=Zeros(), name=f"{name}_wide"
     )(ids)
     if field.wide_pooling != "tfidf":
         return MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens)
@@ -273,10 +275,12 @@ def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: 
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)
     if training.hidden_units > 0:
-        features = keras.layers.Dense(training.hidden_units, activation="relu", name="hidden")(features)
+        features = keras.layers.Dense(
+            training.hidden_units, activation="relu", kernel_initializer=GlorotUniform(), bias_initializer=Zeros(), name="hidden"
+        )(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
     return keras.layers.Dense(
-        num_labels, kernel_initializer="zeros" if zero_start else "glorot_uniform", name="deep_logits"
+        num_labels, kernel_initializer=Zeros() if zero_start else GlorotUniform(), bias_initializer=Zeros(), name="deep_logits"
     )(features)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import multifield.layers.attention_pooling
 import multifield.layers.masked_global_pooling
+import multifield.layers.numpy_initializers
 import multifield.layers.recurrent_encoder
 
 
@@ -15,6 +16,7 @@ import multifield.layers.recurrent_encoder
         multifield.layers.attention_pooling,
         multifield.layers.recurrent_encoder,
         multifield.layers.masked_global_pooling,
+        multifield.layers.numpy_initializers,
     ],
     ids=lambda module: module.__name__.rsplit(".", 1)[-1],
 )

@@ -5,6 +5,7 @@ import keras
 
 from multifield.layers.argument_checks import check_sequence_shape, is_integer
 from multifield.layers.attention_pooling import AttentionPooling
+from multifield.layers.numpy_initializers import attention_pooling_initializers, recurrent_initializers
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -163,6 +164,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             seed=seed,
             dtype=self.dtype_policy,
             name="attention_pooling",
+            **attention_pooling_initializers(),
         )
         self.supports_masking = True
 
@@ -176,6 +178,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             seed=None if self.seed is None else self.seed + index,
             dtype=self.dtype_policy,
             name=name,
+            **recurrent_initializers(),
         )
 
     @property
