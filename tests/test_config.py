@@ -49,6 +49,11 @@ def test_defaults_fill_in(tmp_path):
     assert config.training.optimizer == "adam"
     assert config.fields["plot"].units == 64
     assert config.labels.field == "labels"
+    assert config.training.threshold_objective == "micro_macro"
+
+
+def test_the_movie_config_keeps_its_thresholds_on_micro_f1():
+    assert load_config(REPO / "configs/movies.toml").training.threshold_objective == "micro"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +69,7 @@ def test_defaults_fill_in(tmp_path):
         ('[fields.plot]\nencoder = "pooled"\n[training.schedule]\nkind = "step"\n', "training.schedule.kind"),
         ('[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = "sometimes"\n', "training.threshold_shrinkage"),
         ('[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_shrinkage = 1.5\n', "training.threshold_shrinkage"),
+        ('[fields.plot]\nencoder = "pooled"\n[training]\nthreshold_objective = "macro"\n', "training.threshold_objective"),
         ("[fields]\n", "(top level)"),
     ],
 )

@@ -8,7 +8,9 @@ from multifield.thresholds import (
     best_global_threshold,
     choose_shrinkage,
     decide,
+    macro_f1,
     micro_f1,
+    objective_value,
     per_label_thresholds,
     shrink,
     tune_thresholds,
@@ -155,3 +157,42 @@ def test_shrinking_is_the_mix_tune_thresholds_uses():
         np.testing.assert_array_equal(
             shrink(own, global_threshold, shrinkage), tune_thresholds(y, scores, shrinkage=shrinkage)
         )
+
+
+def _a_rare_label_behind_a_frequent_one():
+    """Label 0: 50 positives scored 0.8, 50 negatives scored 0.3. Label 1 (rare): 5 positives scored 0.3,
+    95 negatives scored 0.1. Any threshold that catches the rare label also lets in label 0's negatives."""
+    y = np.zeros((100, 2), dtype=np.int8)
+    scores = np.zeros((100, 2), dtype=np.float32)
+    y[:50, 0] = 1
+    scores[:, 0] = np.where(y[:, 0] == 1, 0.8, 0.3)
+    y[50:55, 1] = 1
+    scores[:, 1] = np.where(y[:, 1] == 1, 0.3, 0.1)
+    return y, scores
+
+
+def test_micro_f1_alone_leaves_a_rare_label_out_and_the_mean_with_macro_f1_takes_it_in():
+    y, scores = _a_rare_label_behind_a_frequent_one()
+    micro_threshold, micro_value = best_global_threshold(y, scores, objective="micro")
+    mean_threshold, mean_value = best_global_threshold(y, scores, objective="micro_macro")
+    assert micro_threshold > 0.3 and not decide(scores, micro_threshold)[:, 1].any()
+    assert micro_value == pytest.approx(2 * 50 / (50 + 55))
+    assert 0.1 < mean_threshold <= 0.3 and (decide(scores, mean_threshold)[:, 1] == y[:, 1]).all()
+    assert mean_value == pytest.approx((2 * 55 / (105 + 55) + (2 * 50 / 150 + 1.0) / 2) / 2)
+    tuned = tune_thresholds(y, scores, mode="global", objective="micro_macro")
+    np.testing.assert_allclose(tuned, mean_threshold)
+
+
+def test_macro_f1_counts_the_labels_that_have_a_positive():
+    y = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.int8)
+    assert macro_f1(y, np.array([[1, 0, 0], [0, 0, 0]])) == pytest.approx(0.5)  # label 2 has no positive: not counted
+    assert macro_f1(np.zeros((2, 3)), np.ones((2, 3))) == 0.0
+    assert objective_value(y, y, "micro_macro") == pytest.approx(1.0)
+
+
+def test_an_unknown_objective_is_refused():
+    y, scores = _a_rare_label_behind_a_frequent_one()
+    with pytest.raises(ValueError, match="objective"):
+        best_global_threshold(y, scores, objective="macro")
+    with pytest.raises(ValueError, match="objective"):
+        choose_shrinkage(y, scores, objective="f2")

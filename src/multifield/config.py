@@ -221,7 +221,14 @@ class TrainingConfig(_Strict):
         "auto",
         description="With per_label thresholds: move each label's threshold this part of the way back to the "
         "global one (0 keeps it, 1 is the global threshold); damps thresholds over-fitted to a small validation set. "
-        '"auto" picks it from (0, 0.25, 0.5, 0.75, 1) by split-half micro-F1 on the validation records.',
+        '"auto" picks it from (0, 0.25, 0.5, 0.75, 1) by split-half scores (threshold_objective) on the '
+        "validation records.",
+    )
+    threshold_objective: Literal["micro", "micro_macro"] = Field(
+        "micro_macro",
+        description="What the global threshold and the shrinkage are chosen to maximise on validation: micro-F1, or "
+        "the mean of micro-F1 and macro-F1 (the default; with many rare labels, micro-F1 alone picks thresholds "
+        "that leave most of them out, at no gain in micro-F1).",
     )
     min_labels: int = Field(
         1, ge=0, description="Always predict at least this many labels (the best-scored ones)."

@@ -645,7 +645,8 @@ def config_toml(profile: Profile, out: str | os.PathLike | None = None) -> str:
         "regression's with a weight chosen on validation (0 would keep the regression alone). Positive examples "
         "weigh sqrt(negatives/positives) in the loss (helps rare labels) and labels are smoothed by 0.05. One "
         "threshold per label, tuned on validation and moved back towards the global one by a share (\"auto\") "
-        "chosen on validation: with few validation records per label, per-label thresholds over-fit."
+        "chosen on validation: with few validation records per label, per-label thresholds over-fit. The global "
+        "threshold and the share are chosen for the mean of micro- and macro-F1 (threshold_objective)."
     )
     lines += ["seed = 42", ""]
     return "\n".join(lines)

@@ -130,10 +130,13 @@ def _finish(run: _Run, model, histories: list[dict], best_epochs: list[int]) -> 
     valid_scores = predictor.scores(data.x_valid)
     shrinkage = training.threshold_shrinkage
     if shrinkage == "auto":
-        shrinkage = choose_shrinkage(data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels)
+        shrinkage = choose_shrinkage(
+            data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, objective=training.threshold_objective
+        )
         run.console.print(f"threshold shrinkage {shrinkage:g} (chosen on validation)")
     thresholds = tune_thresholds(
-        data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=float(shrinkage)
+        data.y_valid, valid_scores, training.thresholds, min_labels=training.min_labels, shrinkage=float(shrinkage),
+        objective=training.threshold_objective,
     )
     predictor = predictor.with_thresholds(thresholds)
     validation = evaluate(data.y_valid, predictor.decide(valid_scores), valid_scores, data.encoder.labels.labels)
