@@ -122,8 +122,9 @@ def tune_thresholds(
     """One threshold per label.
 
     ``global``: the threshold that maximises ``objective`` (micro-F1, or the mean of micro- and macro-F1) for
-    every label. ``per_label``: each label's own F1-maximising threshold, starting from the global one; labels with fewer than ``min_support``
-    validation positives keep the global threshold, since a few examples would over-fit it.
+    every label. ``per_label``: each label's own F1-maximising threshold, starting from the global one; labels
+    with fewer than ``min_support`` validation positives keep the global threshold, since a few examples would
+    over-fit it.
     ``shrinkage`` (0 to 1) moves each per-label threshold that part of the way back to the global one:
     a label's best threshold on a small validation set is noisy, and half-way keeps most of its gain
     in macro-F1 without losing micro-F1 to the noise (``choose_shrinkage`` picks it on validation).
