@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from multifield.allocator import keep_freed_memory
 from multifield.compilation_cache import enable_compilation_cache
 from multifield.config import load_config
 from multifield.errors import DataWarning, MultifieldError
@@ -55,10 +56,12 @@ def main(
 
 def user_errors(command):
     """Report a MultifieldError as one line and exit 2, unless --debug asks for the traceback. Commands
-    keep XLA's compiled functions on disk between runs (``multifield.compilation_cache``)."""
+    keep XLA's compiled functions on disk between runs (``multifield.compilation_cache``) and freed memory for
+    reuse (``multifield.allocator``)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        keep_freed_memory()
         enable_compilation_cache()
         with warnings.catch_warnings():
             # A value converted because its meaning was clear is said once, as one "note:" line.
