@@ -30,6 +30,7 @@ CASES = {
     "pooled_mean": {"title": field("pooled", pooling="mean")},
     "items_max_mean": {"actors": field("pooled", kind="items", pooling="max_mean")},
     "wide_tfidf": {"plot": field("attention", wide=True, wide_pooling="tfidf")},
+    "wide_tfidf_sublinear_tf": {"plot": field("attention", wide=True, wide_pooling="tfidf", wide_tf="sublinear")},
     "wide_mean_sum_sqrtn": {
         "plot": field("rnn_attention", cell="gru", units=4, wide=True, wide_pooling="mean"),
         "title": field("pooled", wide=True, wide_pooling="sum"),

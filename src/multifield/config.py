@@ -96,6 +96,12 @@ class _FieldBase(_Strict):
         "token weighted by its inverse document frequency in the training records, L2-normalised: a linear "
         "model over the field's TF-IDF vector).",
     )
+    wide_tf: Literal["raw", "sublinear"] = Field(
+        "raw",
+        description="With tfidf wide pooling, how a token repeated in a record counts: raw (each occurrence once "
+        "more) or sublinear (1 + ln count, as TF-IDF baselines often use; the vector L2-normalised). Counting "
+        "repeats compares every pair of a record's tokens, so its cost grows with the square of max_tokens.",
+    )
 
 
 class RNNAttentionFieldConfig(_FieldBase):

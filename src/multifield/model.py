@@ -260,7 +260,7 @@ def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, d
     )(ids)
     if field.wide_pooling != "tfidf":
         return MaskedGlobalPooling(mode=field.wide_pooling, name=f"{name}_wide_pooling")(wide_tokens)
-    pooling = IdfPooling(vocabulary_size, name=f"{name}_wide_pooling")
+    pooling = IdfPooling(vocabulary_size, sublinear_tf=field.wide_tf == "sublinear", name=f"{name}_wide_pooling")
     logits = pooling(wide_tokens, ids)
     # Without the training records' document frequencies (a model built to load saved weights into), every
     # token weighs 1 until they are set.

@@ -279,14 +279,30 @@ def _masked_pooling(graph: _Graph, mode: str, tokens: str, field: _Field) -> str
     return pooled[0] if len(pooled) == 1 else graph.op("Concat", pooled, axis=1)
 
 
+def _sublinear_tf(graph: _Graph, idf: str, field: _Field) -> tuple[str, str]:
+    """``IdfPooling(sublinear_tf=True)``: each position's share of its token's weight, ``(1 + ln count) * idf``
+    over the token's count in the row, and each position's share of the squared norm."""
+    same = graph.op("Equal", [graph.op("Unsqueeze", [field.ids, graph.constant([2], dtype=np.int64)]),
+                              graph.op("Unsqueeze", [field.ids, graph.constant([1], dtype=np.int64)])])
+    counts = graph.reduce("ReduceSum", graph.op("Cast", [same], to=TensorProto.FLOAT), axis=2, keepdims=0)
+    token_weights = graph.op("Mul", [graph.op("Add", [graph.constant(1.0), graph.op("Log", [counts])]), idf])
+    squares = graph.op("Div", [graph.op("Mul", [token_weights, token_weights]), counts])
+    return graph.op("Div", [token_weights, counts]), squares
+
+
 def _wide(graph: _Graph, layers: dict, name: str, pooling: str, field: _Field) -> str:
     """A wide part's logits: one weight per (token, label), pooled over the tokens (TF-IDF: ``IdfPooling``)."""
     tokens = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_wide"])[0]), name], hint=f"{name}_wide")
     if pooling != "tfidf":
         return _masked_pooling(graph, pooling, tokens, field)
-    idf = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_wide_pooling"])[0]), name])
+    pooling = layers[f"{name}_wide_pooling"]
+    idf = graph.op("Gather", [graph.constant(_weights(pooling)[0]), name])
     idf = graph.op("Mul", [idf, field.mask_float])  # padding weighs exactly nothing
-    norm = graph.op("Sqrt", [graph.reduce("ReduceSum", graph.op("Mul", [idf, idf]), axis=1)])
+    if getattr(pooling, "sublinear_tf", False):
+        idf, squares = _sublinear_tf(graph, idf, field)
+    else:
+        squares = graph.op("Mul", [idf, idf])
+    norm = graph.op("Sqrt", [graph.reduce("ReduceSum", squares, axis=1)])
     idf = graph.op("Div", [idf, graph.op("Max", [norm, graph.constant(1e-12)])])
     weighted = graph.op("Mul", [tokens, graph.op("Unsqueeze", [idf, graph.constant([2], dtype=np.int64)])])
     return graph.reduce("ReduceSum", weighted, axis=1, keepdims=0)

@@ -48,6 +48,38 @@ def test_equals_a_linear_model_over_scikit_learns_tfidf_vectors():
     np.testing.assert_allclose(model.predict(ids, verbose=0), tfidf @ weights, rtol=1e-5, atol=1e-6)
 
 
+def test_sublinear_tf_equals_scikit_learns_with_repeated_tokens():
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    counts = _frequencies()
+    ids_in = keras.Input(shape=(None,), dtype="int32")
+    vectors = keras.layers.Embedding(VOCABULARY, 3, mask_zero=True, embeddings_initializer="random_normal", name="wide")
+    pooling = IdfPooling(VOCABULARY, sublinear_tf=True)
+    model = keras.Model(ids_in, pooling(vectors(ids_in), ids_in))
+    pooling.set_document_frequencies(counts, documents=DOCUMENTS)
+    ids = np.array([[3, 3, 3, 7, 0, 0], [5, 5, 0, 0, 0, 0], [2, 4, 2, 8, 2, 10], [0, 0, 0, 0, 0, 0]], "int32")
+    documents = np.zeros((DOCUMENTS, VOCABULARY))
+    for token, count in enumerate(counts):
+        documents[:count, token] = 1
+    transformer = TfidfTransformer(norm="l2", smooth_idf=True, sublinear_tf=True).fit(documents[:, 1:])
+    bags = np.zeros((len(ids), VOCABULARY))
+    for row, tokens in enumerate(ids):
+        for token in tokens[tokens > 0]:
+            bags[row, token] += 1
+    tfidf = transformer.transform(bags[:, 1:]).toarray()
+    weights = ops.convert_to_numpy(model.get_layer("wide").embeddings)[1:]
+    pooled = model.predict(ids, verbose=0)
+    np.testing.assert_allclose(pooled, tfidf @ weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pooled[3], np.zeros(3))  # a row of padding alone: zeros, no NaN
+    # a token said three times weighs 1 + ln 3 times its idf, not 3 times: against the raw count, less
+    raw = IdfPooling(VOCABULARY)
+    raw.set_document_frequencies(counts, documents=DOCUMENTS)
+    one_hot = np.eye(VOCABULARY, dtype="float32")[ids]
+    share_sublinear = ops.convert_to_numpy(pooling(one_hot, ids))[0]
+    share_raw = ops.convert_to_numpy(raw(one_hot, ids))[0]
+    assert share_sublinear[3] / share_sublinear[7] < share_raw[3] / share_raw[7]
+
+
 def test_padding_weighs_nothing_and_an_empty_row_gives_zeros():
     pooling = IdfPooling(VOCABULARY)
     pooling.set_document_frequencies(_frequencies(), documents=DOCUMENTS)
@@ -81,10 +113,13 @@ def test_keras_file_round_trip_keeps_the_weights(tmp_path):
         ops.convert_to_numpy(loaded.get_layer("pooling").idf), ops.convert_to_numpy(model.get_layer("pooling").idf)
     )
     assert json.loads(json.dumps(model.get_layer("pooling").get_config()))["vocabulary_size"] == VOCABULARY
+    assert IdfPooling.from_config(IdfPooling(VOCABULARY, sublinear_tf=True).get_config()).sublinear_tf is True
 
 
 def test_bad_arguments_get_clear_errors():
     with pytest.raises(ValueError, match="vocabulary_size"):
         IdfPooling(0)
+    with pytest.raises(ValueError, match="sublinear_tf"):
+        IdfPooling(VOCABULARY, sublinear_tf="yes")
     with pytest.raises(ValueError, match="expected 12 counts"):
         IdfPooling(VOCABULARY).set_document_frequencies(np.ones(5), documents=DOCUMENTS)

@@ -3,6 +3,7 @@ leaves is the regression, and the deep logits are weighed against it on validati
 
 import keras
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
@@ -42,8 +43,9 @@ def toy_records(rows: int, seed: int):
     return {"text": text, "tags": tags}, labels
 
 
-def test_features_are_what_the_wide_layers_compute():
-    config = config_from_dict(CONFIG)
+@pytest.mark.parametrize("wide_tf", ["sublinear", "raw"])
+def test_features_are_what_the_wide_layers_compute(wide_tf):
+    config = config_from_dict({**CONFIG, "fields": {name: {**field, "wide_tf": wide_tf} for name, field in CONFIG["fields"].items()}})
     model = model_of(config)
     rng = np.random.default_rng(1)
     weights = {name: rng.normal(size=(VOCABULARY, 3)).astype(np.float32) for name in config.fields}

@@ -17,8 +17,15 @@ class IdfPooling(keras.layers.Layer):
     weights are fixed (not trained): set them from the training records with `set_document_frequencies`,
     or they load with the model.
 
+    With `sublinear_tf=True` a token that occurs `c` times in a row counts `1 + ln(c)` times, not `c` times
+    (scikit-learn's `sublinear_tf`), and the vector is L2-normalised as scikit-learn does: a word repeated
+    through a long text then weighs less against the other words. Counting the repeats compares every pair
+    of a row's tokens, so its cost grows with the square of the row's length.
+
     Args:
         vocabulary_size: Positive integer, the number of token ids (id 0 is padding).
+        sublinear_tf: Boolean, whether a token's count in a row is dampened to `1 + ln(count)`. Defaults to
+            `False`: each occurrence weighs its idf, over the square root of the row's sum of squared idfs.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -44,11 +51,14 @@ class IdfPooling(keras.layers.Layer):
     (2, 3)
     """
 
-    def __init__(self, vocabulary_size, **kwargs):
+    def __init__(self, vocabulary_size, sublinear_tf=False, **kwargs):
         super().__init__(**kwargs)
         if not (is_integer(vocabulary_size) and vocabulary_size > 0):
             raise ValueError(f"`vocabulary_size` must be a positive integer. Received: vocabulary_size={vocabulary_size!r}")
+        if not isinstance(sublinear_tf, bool):
+            raise ValueError(f"`sublinear_tf` must be a boolean. Received: sublinear_tf={sublinear_tf!r}")
         self.vocabulary_size = int(vocabulary_size)
+        self.sublinear_tf = sublinear_tf
         self.idf = self.add_weight(
             shape=(self.vocabulary_size,), initializer="ones", trainable=False, name="idf", dtype="float32"
         )
@@ -67,7 +77,16 @@ class IdfPooling(keras.layers.Layer):
     def call(self, inputs, token_ids):
         weights = ops.take(self.idf, ops.cast(token_ids, "int32"), axis=0)
         weights = ops.where(ops.not_equal(token_ids, 0), weights, 0.0)  # padding weighs exactly nothing
-        norm = ops.sqrt(ops.sum(ops.square(weights), axis=-1, keepdims=True))
+        if self.sublinear_tf:
+            # Each position holds its token's count in the row; the token's weight, (1 + ln count) * idf,
+            # is shared out among its positions, and the norm is that of the row's vector of token weights.
+            same = ops.equal(ops.expand_dims(token_ids, -1), ops.expand_dims(token_ids, -2))
+            counts = ops.sum(ops.cast(same, "float32"), axis=-1)
+            token_weights = (1.0 + ops.log(counts)) * weights
+            norm = ops.sqrt(ops.sum(ops.square(token_weights) / counts, axis=-1, keepdims=True))
+            weights = token_weights / counts
+        else:
+            norm = ops.sqrt(ops.sum(ops.square(weights), axis=-1, keepdims=True))
         weights = weights / ops.maximum(norm, 1e-12)
         return ops.sum(ops.cast(inputs, "float32") * weights[..., None], axis=-2)
 
@@ -78,4 +97,4 @@ class IdfPooling(keras.layers.Layer):
         return (inputs_shape[0], inputs_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary_size": self.vocabulary_size}
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "sublinear_tf": self.sublinear_tf}

@@ -47,19 +47,26 @@ def supported(config: Config) -> str | None:
 
 def wide_features(model: keras.Model, inputs: dict[str, np.ndarray], names: list[str]) -> sp.csr_matrix:
     """What the wide layers of ``model`` compute from token ids, as a sparse matrix, field after field: for each
-    token, its count times its idf, over the square root of the row's sum of count times idf squared
-    (``multifield.layers.IdfPooling``)."""
+    token, its count times its idf, over the square root of the row's sum of count times idf squared; with
+    ``sublinear_tf``, (1 + ln count) times its idf, over the row's L2 norm (``multifield.layers.IdfPooling``)."""
     blocks = []
     for name in names:
-        idf = np.asarray(keras.ops.convert_to_numpy(model.get_layer(f"{name}_wide_pooling").idf), dtype=np.float64)
+        pooling = model.get_layer(f"{name}_wide_pooling")
+        idf = np.asarray(keras.ops.convert_to_numpy(pooling.idf), dtype=np.float64)
         ids = np.asarray(inputs[name])
         rows = np.repeat(np.arange(len(ids)), ids.shape[1])
         columns = ids.ravel()
         kept = columns != 0
         counts = sp.csr_matrix((np.ones(kept.sum()), (rows[kept], columns[kept])), shape=(len(ids), len(idf)))
         counts.sum_duplicates()
-        weighted = counts.multiply(idf[None, :]).tocsr()
-        norm = np.sqrt(np.asarray(counts.multiply(idf[None, :] ** 2).sum(axis=1)).ravel())
+        if getattr(pooling, "sublinear_tf", False):
+            weighted = counts.copy()
+            weighted.data = 1.0 + np.log(weighted.data)
+            weighted = weighted.multiply(idf[None, :]).tocsr()
+            norm = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        else:
+            weighted = counts.multiply(idf[None, :]).tocsr()
+            norm = np.sqrt(np.asarray(counts.multiply(idf[None, :] ** 2).sum(axis=1)).ravel())
         blocks.append(sp.diags(1.0 / np.maximum(norm, 1e-12)) @ weighted)
     return sp.hstack(blocks).tocsr()
 
