@@ -13,13 +13,29 @@ VOCABULARY = 12
 DOCUMENTS = 40
 
 
-def _model(frequencies):
+def _model(frequencies, sublinear_tf=False):
     ids = keras.Input(shape=(None,), dtype="int32")
     vectors = keras.layers.Embedding(VOCABULARY, 3, mask_zero=True, embeddings_initializer="random_normal", name="wide")
-    pooling = IdfPooling(VOCABULARY, name="pooling")
+    pooling = IdfPooling(VOCABULARY, sublinear_tf=sublinear_tf, name="pooling")
     model = keras.Model(ids, pooling(vectors(ids), ids))
     pooling.set_document_frequencies(frequencies, documents=DOCUMENTS)
     return model
+
+
+def _scikit_learn_tfidf(counts, ids, sublinear_tf):
+    """scikit-learn's L2-normalised TF-IDF vectors of the rows of ``ids`` (without id 0), its smoothed idf fitted on
+    documents that give each id its document frequency in ``counts``."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    documents = np.zeros((DOCUMENTS, VOCABULARY))
+    for token, count in enumerate(counts):
+        documents[:count, token] = 1
+    transformer = TfidfTransformer(norm="l2", smooth_idf=True, sublinear_tf=sublinear_tf).fit(documents[:, 1:])
+    bags = np.zeros((len(ids), VOCABULARY))
+    for row, tokens in enumerate(ids):
+        for token in tokens[tokens > 0]:
+            bags[row, token] += 1
+    return transformer.transform(bags[:, 1:]).toarray()
 
 
 def _frequencies():
@@ -29,47 +45,22 @@ def _frequencies():
 
 
 def test_equals_a_linear_model_over_scikit_learns_tfidf_vectors():
-    from sklearn.feature_extraction.text import TfidfTransformer
-
     counts = _frequencies()
     model = _model(counts)
     ids = np.array([[3, 7, 1, 0, 0], [5, 0, 0, 0, 0], [2, 4, 6, 8, 10]], "int32")
-    # scikit-learn's smoothed idf, fitted on documents that give each id its document frequency
-    documents = np.zeros((DOCUMENTS, VOCABULARY))
-    for token, count in enumerate(counts):
-        documents[:count, token] = 1
-    transformer = TfidfTransformer(norm="l2", smooth_idf=True, sublinear_tf=False).fit(documents[:, 1:])
-    bags = np.zeros((len(ids), VOCABULARY))
-    for row, tokens in enumerate(ids):
-        for token in tokens[tokens > 0]:
-            bags[row, token] += 1
-    tfidf = transformer.transform(bags[:, 1:]).toarray()
     weights = ops.convert_to_numpy(model.get_layer("wide").embeddings)[1:]
-    np.testing.assert_allclose(model.predict(ids, verbose=0), tfidf @ weights, rtol=1e-5, atol=1e-6)
+    expected = _scikit_learn_tfidf(counts, ids, sublinear_tf=False) @ weights
+    np.testing.assert_allclose(model.predict(ids, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_sublinear_tf_equals_scikit_learns_with_repeated_tokens():
-    from sklearn.feature_extraction.text import TfidfTransformer
-
     counts = _frequencies()
-    ids_in = keras.Input(shape=(None,), dtype="int32")
-    vectors = keras.layers.Embedding(VOCABULARY, 3, mask_zero=True, embeddings_initializer="random_normal", name="wide")
-    pooling = IdfPooling(VOCABULARY, sublinear_tf=True)
-    model = keras.Model(ids_in, pooling(vectors(ids_in), ids_in))
-    pooling.set_document_frequencies(counts, documents=DOCUMENTS)
+    model = _model(counts, sublinear_tf=True)
+    pooling = model.get_layer("pooling")
     ids = np.array([[3, 3, 3, 7, 0, 0], [5, 5, 0, 0, 0, 0], [2, 4, 2, 8, 2, 10], [0, 0, 0, 0, 0, 0]], "int32")
-    documents = np.zeros((DOCUMENTS, VOCABULARY))
-    for token, count in enumerate(counts):
-        documents[:count, token] = 1
-    transformer = TfidfTransformer(norm="l2", smooth_idf=True, sublinear_tf=True).fit(documents[:, 1:])
-    bags = np.zeros((len(ids), VOCABULARY))
-    for row, tokens in enumerate(ids):
-        for token in tokens[tokens > 0]:
-            bags[row, token] += 1
-    tfidf = transformer.transform(bags[:, 1:]).toarray()
     weights = ops.convert_to_numpy(model.get_layer("wide").embeddings)[1:]
     pooled = model.predict(ids, verbose=0)
-    np.testing.assert_allclose(pooled, tfidf @ weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled, _scikit_learn_tfidf(counts, ids, sublinear_tf=True) @ weights, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(pooled[3], np.zeros(3))  # a row of padding alone: zeros, no NaN
     # a token said three times weighs 1 + ln 3 times its idf, not 3 times: against the raw count, less
     raw = IdfPooling(VOCABULARY)
