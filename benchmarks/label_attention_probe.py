@@ -28,6 +28,7 @@ from multifield.bundle import load_bundle
 from multifield.data.batches import predict_in_buckets, sort_field
 from multifield.data.io import read_table
 from multifield.inference import PREDICT_BATCH_SIZE, keras_call
+from multifield.layers import MaskedGlobalPooling
 from multifield.thresholds import best_global_threshold
 
 BLEND_WEIGHTS = (0.0, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5)
@@ -74,7 +75,7 @@ def label_wise_model(inputs: dict[str, np.ndarray], long_field: str, labels: int
             states = keras.layers.Bidirectional(keras.layers.GRU(units, return_sequences=True))(vectors)
             parts.append(LabelAttention(labels)(keras.layers.Dropout(0.5)(states)))
         else:
-            pooled = keras.layers.GlobalAveragePooling1D()(vectors)
+            pooled = MaskedGlobalPooling(mode="mean")(vectors)  # an empty field gives zeros, not NaN
             parts.append(keras.layers.Dense(labels)(keras.layers.Dropout(0.5)(pooled)))
     logits = parts[0] if len(parts) == 1 else keras.layers.Add()(parts)
     return keras.Model(fields, logits)

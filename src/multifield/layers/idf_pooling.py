@@ -13,9 +13,11 @@ class IdfPooling(keras.layers.Layer):
     Euclidean norm of those weights.
 
     Over the rows of an `Embedding(vocabulary_size, labels)`, it computes what a linear model computes over
-    a field's L2-normalised TF-IDF vector: frequent words ("the", "a") weigh little, rare ones much. The
-    weights are fixed (not trained): set them from the training records with `set_document_frequencies`,
-    or they load with the model.
+    a field's TF-IDF vector: frequent words ("the", "a") weigh little, rare ones much. The weights are fixed
+    (not trained): set them from the training records with `set_document_frequencies`, or they load with
+    the model. By default each occurrence of a token adds its idf and the row is divided by the square root of
+    the sum of those idfs squared, one per occurrence: scikit-learn's L2-normalised vector where no token
+    repeats, and where one does, a norm that grows with the count `c` as `sqrt(c)` rather than `c`.
 
     With `sublinear_tf=True` a token that occurs `c` times in a row counts `1 + ln(c)` times, not `c` times
     (scikit-learn's `sublinear_tf`), and the vector is L2-normalised as scikit-learn does: a word repeated
