@@ -295,10 +295,10 @@ def _wide(graph: _Graph, layers: dict, name: str, pooling: str, field: _Field) -
     tokens = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_wide"])[0]), name], hint=f"{name}_wide")
     if pooling != "tfidf":
         return _masked_pooling(graph, pooling, tokens, field)
-    pooling = layers[f"{name}_wide_pooling"]
-    idf = graph.op("Gather", [graph.constant(_weights(pooling)[0]), name])
+    idf_pooling = layers[f"{name}_wide_pooling"]
+    idf = graph.op("Gather", [graph.constant(_weights(idf_pooling)[0]), name])
     idf = graph.op("Mul", [idf, field.mask_float])  # padding weighs exactly nothing
-    if getattr(pooling, "sublinear_tf", False):
+    if idf_pooling.sublinear_tf:
         idf, squares = _sublinear_tf(graph, idf, field)
     else:
         squares = graph.op("Mul", [idf, idf])

@@ -59,7 +59,7 @@ def wide_features(model: keras.Model, inputs: dict[str, np.ndarray], names: list
         kept = columns != 0
         counts = sp.csr_matrix((np.ones(kept.sum()), (rows[kept], columns[kept])), shape=(len(ids), len(idf)))
         counts.sum_duplicates()
-        if getattr(pooling, "sublinear_tf", False):
+        if pooling.sublinear_tf:
             weighted = counts.copy()
             weighted.data = 1.0 + np.log(weighted.data)
             weighted = weighted.multiply(idf[None, :]).tocsr()
