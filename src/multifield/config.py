@@ -117,6 +117,13 @@ class RNNAttentionFieldConfig(_FieldBase):
     heads: int = Field(1, ge=1, le=16, description="Attention heads.")
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention weights.")
     recurrent_input_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the RNN inputs.")
+    label_attention: bool = Field(
+        False,
+        description="Read the recurrent outputs with one attention query per label (label-wise attention) instead "
+        "of one pooling for all: each label's logit comes from what its own query attended to, and is added to "
+        "the deep part's logits. For many labels. The field's attention shown is the labels' weights mixed by the "
+        "softmax of their logits. attention_units, heads and attention_dropout are then unused.",
+    )
 
 
 class AttentionFieldConfig(_FieldBase):

@@ -4,7 +4,8 @@ and the encoder registry, ``ENCODERS``: one place per encoder kind for its confi
 One integer input per field → its embedding (id 0 is padding, masked all the way) → its encoder
 (``rnn_attention``: RecurrentAttentionEncoder, ``attention``: AttentionPooling over the embedded tokens,
 ``pooled``: masked max/mean pooling) → concatenation →
-Dropout → Dense → Dropout → one sigmoid per label. Fields marked ``wide`` also feed their bag of tokens
+Dropout → Dense → Dropout → one sigmoid per label. An ``rnn_attention`` field with ``label_attention`` gives one
+logit per label of its own (``LabelAttention``), added to the dense head's. Fields marked ``wide`` also feed their bag of tokens
 to a linear part whose logits are added to the deep part's ("wide & deep").
 """
 
@@ -122,7 +123,10 @@ class RNNAttentionKind(EncoderKind):
 
     config = RNNAttentionFieldConfig
 
-    def build(self, field: RNNAttentionFieldConfig, name: str) -> keras.layers.Layer:
+    def build(self, field: RNNAttentionFieldConfig, name: str, num_labels: int | None = None, dropout: float = 0.0) -> keras.layers.Layer:
+        """With ``field.label_attention``, a label-wise attention over ``num_labels`` labels, its input steps
+        dropped out at ``dropout`` in training: the layer then returns logits."""
+        label_attention = {"labels": num_labels, "label_dropout": dropout} if field.label_attention else {}
         return RecurrentAttentionEncoder(
             units=field.units,
             cell=field.cell,
@@ -133,6 +137,7 @@ class RNNAttentionKind(EncoderKind):
             attention_dropout=field.attention_dropout,
             dropout=field.recurrent_input_dropout,
             name=name,
+            **label_attention,
         )
 
     def search_space(self, trial, field_name: str, field: RNNAttentionFieldConfig) -> dict:
@@ -198,7 +203,7 @@ def build_model(
     training = config.training
 
     # === Fields: ids → field dropout → embedding → encoder; a wide field's bag of tokens → its logits ===
-    inputs, deep_parts, wide_parts, attention = {}, [], [], {}
+    inputs, deep_parts, label_parts, wide_parts, attention = {}, [], [], [], {}
     for position, (name, field) in enumerate(config.fields.items()):
         ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
         if field.field_dropout > 0:
@@ -206,12 +211,15 @@ def build_model(
                 field.field_dropout, seed=_field_dropout_seed(training.seed, position, field), name=f"{name}_field_dropout"
             )(ids)
         tokens = _embedded_tokens(name, field, ids, vocabulary_sizes[name], embedding_matrices.get(name))
-        encoder = encoder_kind(field).build(field, name=f"{name}_encoder")
+        label_wise = getattr(field, "label_attention", False)
+        options = {"num_labels": num_labels, "dropout": training.dropout} if label_wise else {}
+        encoder = encoder_kind(field).build(field, name=f"{name}_encoder", **options)
         if field.encoder in ATTENTION_ENCODERS:
             context, attention[attention_output(name)] = encoder(tokens, return_attention_scores=True)
         else:
             context = encoder(tokens)
-        deep_parts.append(context)
+        # A label-wise encoder's output is already one logit per label.
+        (label_parts if label_wise else deep_parts).append(context)
         if field.wide:
             wide_parts.append(
                 _wide_logits(name, field, ids, vocabulary_sizes[name], num_labels, document_frequencies.get(name))
@@ -222,7 +230,7 @@ def build_model(
     # regression's intercepts, and the deep logits' weight chosen on validation); otherwise the deep part starts
     # as a zero correction of the wide part's logits, trained with it.
     blend = bool(wide_parts) and training.wide_solver == "logistic"
-    logits = _deep_logits(deep_parts, config, num_labels, zero_start=bool(wide_parts) and not blend)
+    logits = _deep_logits(deep_parts, label_parts, config, num_labels, zero_start=bool(wide_parts) and not blend)
     if wide_parts:
         wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
         if blend:
@@ -269,8 +277,13 @@ def _wide_logits(name: str, field, ids, vocabulary_size: int, num_labels: int, d
     return logits
 
 
-def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: bool):
-    """Concatenated field encodings → Dropout → Dense → Dropout → logits."""
+def _deep_logits(deep_parts: list, label_parts: list, config: Config, num_labels: int, zero_start: bool):
+    """Concatenated field encodings → Dropout → Dense → Dropout → logits, plus the logits of label-wise
+    encoders (``label_parts``); the deep part's logits are the output of the layer named ``deep_logits``."""
+    if not deep_parts:
+        if len(label_parts) == 1:
+            return keras.layers.Identity(name="deep_logits")(label_parts[0])
+        return keras.layers.Add(name="deep_logits")(label_parts)
     training = config.training
     features = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="fields")(deep_parts)
     features = keras.layers.Dropout(training.dropout, name="features_dropout")(features)
@@ -279,9 +292,13 @@ def _deep_logits(deep_parts: list, config: Config, num_labels: int, zero_start: 
             training.hidden_units, activation="relu", kernel_initializer=GlorotUniform(), bias_initializer=Zeros(), name="hidden"
         )(features)
         features = keras.layers.Dropout(training.dropout, name="hidden_dropout")(features)
-    return keras.layers.Dense(
-        num_labels, kernel_initializer=Zeros() if zero_start else GlorotUniform(), bias_initializer=Zeros(), name="deep_logits"
+    logits = keras.layers.Dense(
+        num_labels,
+        kernel_initializer=Zeros() if zero_start else GlorotUniform(),
+        bias_initializer=Zeros(),
+        name="field_logits" if label_parts else "deep_logits",
     )(features)
+    return keras.layers.Add(name="deep_logits")([logits, *label_parts]) if label_parts else logits
 
 
 def ensemble_model(members: list[keras.Model], config: Config) -> keras.Model:

@@ -3,7 +3,7 @@ the same ``scores`` and ``<field>_attention`` outputs, so that ONNX Runtime pred
 
 Keras' own ONNX export cannot write a bidirectional recurrent layer on JAX; this builder writes each part with
 ONNX's own operators instead: ``GRU``/``LSTM`` with per-record ``sequence_lens`` (the count of non-zero ids of a
-right-padded row), the additive attention with its mask, masked pooling, the wide parts (TF-IDF included),
+right-padded row), the additive attention with its mask, label-wise attention, masked pooling, the wide parts (TF-IDF included),
 ``LogitBlend`` and the dense head. Dropouts and field dropout are identities at prediction time. An ensemble's
 members are written side by side and their outputs averaged, as ``multifield.model.ensemble_model`` does.
 
@@ -147,20 +147,24 @@ def _output_shape(model, key: str) -> list:
 def _member_outputs(graph: _Graph, model, config: Config, fields: dict[str, _Field], parts: bool = False) -> dict[str, str]:
     """The model's outputs (``scores``, the attention weights); with ``parts``, also ``PART_OUTPUTS``."""
     layers = {layer.name: layer for layer in model.layers}
-    contexts, wide_parts, attention = [], [], {}
+    contexts, label_logits, wide_parts, attention = [], [], [], {}
     for name, field in config.fields.items():
         tokens = graph.op("Gather", [graph.constant(_weights(layers[f"{name}_embedding"])[0]), name], hint=f"{name}_tokens")
         encoder = layers[f"{name}_encoder"]
         if field.encoder in ATTENTION_ENCODERS:
             sequences = _recurrent(graph, encoder, tokens, fields[name]) if field.encoder == "rnn_attention" else tokens
-            pooling = encoder.attention_pooling if field.encoder == "rnn_attention" else encoder
-            context, attention[attention_output(name)] = _attention(graph, pooling, sequences, fields[name])
+            if getattr(encoder, "label_attention", None) is not None:
+                logits, attention[attention_output(name)] = _label_attention(graph, encoder.label_attention, sequences, fields[name])
+                label_logits.append(logits)
+            else:
+                pooling = encoder.attention_pooling if field.encoder == "rnn_attention" else encoder
+                context, attention[attention_output(name)] = _attention(graph, pooling, sequences, fields[name])
+                contexts.append(context)
         else:
-            context = _masked_pooling(graph, field.pooling, tokens, fields[name])
-        contexts.append(context)
+            contexts.append(_masked_pooling(graph, field.pooling, tokens, fields[name]))
         if field.wide:
             wide_parts.append(_wide(graph, layers, name, field.wide_pooling, fields[name]))
-    logits = _deep_logits(graph, layers, contexts)
+    logits = _deep_logits(graph, layers, contexts, label_logits)
     part_logits = {"deep_logits": logits}
     if wide_parts:
         wide = part_logits["wide_logits"] = wide_parts[0]
@@ -185,11 +189,18 @@ def _weights(layer) -> list[np.ndarray]:
     return [np.asarray(weight, dtype=np.float32) for weight in layer.get_weights()]
 
 
-def _deep_logits(graph: _Graph, layers: dict, contexts: list[str]) -> str:
-    features = contexts[0] if len(contexts) == 1 else graph.op("Concat", contexts, axis=1)
-    if "hidden" in layers:
-        features = graph.op("Relu", [_dense(graph, layers["hidden"], features)])
-    return _dense(graph, layers["deep_logits"], features)
+def _deep_logits(graph: _Graph, layers: dict, contexts: list[str], label_logits: list[str]) -> str:
+    """The dense head over the fields' contexts (if any), plus the label-wise encoders' logits."""
+    parts = list(label_logits)
+    if contexts:
+        features = contexts[0] if len(contexts) == 1 else graph.op("Concat", contexts, axis=1)
+        if "hidden" in layers:
+            features = graph.op("Relu", [_dense(graph, layers["hidden"], features)])
+        parts.insert(0, _dense(graph, layers["field_logits" if label_logits else "deep_logits"], features))
+    logits = parts[0]
+    for part in parts[1:]:
+        logits = graph.op("Add", [logits, part])
+    return logits
 
 
 def _dense(graph: _Graph, layer, features: str) -> str:
@@ -247,20 +258,39 @@ def _attention(graph: _Graph, layer, sequences: str, field: _Field) -> tuple[str
         hidden = graph.op("Add", [hidden, graph.constant(np.asarray(layer.bias.numpy()))])
     scores = graph.op("MatMul", [graph.op("Tanh", [hidden]), graph.constant(np.asarray(layer.context_vector.numpy()))])
     scores = graph.op("Transpose", [scores], perm=[0, 2, 1])  # (batch, heads, time)
+    weights = _masked_softmax(graph, scores, field)
+    context = graph.op("MatMul", [weights, sequences])  # (batch, heads, features)
+    context = graph.op("Reshape", [context, graph.constant([0, -1], dtype=np.int64)])
+    if layer.heads == 1:
+        weights = graph.op("Squeeze", [weights, graph.constant([1], dtype=np.int64)])
+    return context, weights
+
+
+def _masked_softmax(graph: _Graph, scores: str, field: _Field) -> str:
+    """The layers' masked softmax of ``(batch, rows, time)`` scores over time: the maximum over the unmasked
+    steps, exactly 0 for padding, 0 for an empty row."""
     mask = graph.op("Unsqueeze", [field.mask, graph.constant([1], dtype=np.int64)])  # (batch, 1, time)
-    # The layer's masked softmax: the maximum over the unmasked steps, exactly 0 for padding, 0 for an empty row.
     lowest = graph.reduce("ReduceMin", scores, axis=2)
     maximum = graph.reduce("ReduceMax", graph.op("Where", [mask, scores, lowest]), axis=2)
     shifted = graph.op("Where", [mask, graph.op("Sub", [scores, maximum]), graph.constant(0.0)])
     exponentials = graph.op("Mul", [graph.op("Exp", [shifted]), graph.op("Cast", [mask], to=TensorProto.FLOAT)])
     total = graph.reduce("ReduceSum", exponentials, axis=2)
     positive = graph.op("Greater", [total, graph.constant(0.0)])
-    weights = graph.op("Div", [exponentials, graph.op("Where", [positive, total, graph.constant(1.0)])])
-    context = graph.op("MatMul", [weights, sequences])  # (batch, heads, features)
-    context = graph.op("Reshape", [context, graph.constant([0, -1], dtype=np.int64)])
-    if layer.heads == 1:
-        weights = graph.op("Squeeze", [weights, graph.constant([1], dtype=np.int64)])
-    return context, weights
+    return graph.op("Div", [exponentials, graph.op("Where", [positive, total, graph.constant(1.0)])])
+
+
+def _label_attention(graph: _Graph, layer, sequences: str, field: _Field) -> tuple[str, str]:
+    """``LabelAttention``: the logits ``(batch, labels)``, and its weights mixed by the softmax of the logits
+    (``mixed_label_attention``) ``(batch, time)``."""
+    sequences = graph.op("Where", [field.mask3, sequences, graph.constant(0.0)])
+    queries, readout, bias = _weights(layer)
+    scores = graph.op("Transpose", [graph.op("MatMul", [sequences, graph.constant(queries)])], perm=[0, 2, 1])
+    weights = _masked_softmax(graph, scores, field)  # (batch, labels, time)
+    readouts = graph.op("Transpose", [graph.op("MatMul", [sequences, graph.constant(readout.T)])], perm=[0, 2, 1])
+    logits = graph.op("Add", [graph.reduce("ReduceSum", graph.op("Mul", [weights, readouts]), axis=2, keepdims=0), graph.constant(bias)])
+    shares = graph.op("Unsqueeze", [graph.op("Softmax", [logits], axis=1), graph.constant([1], dtype=np.int64)])
+    mixed = graph.op("MatMul", [shares, weights])  # (batch, 1, time)
+    return logits, graph.op("Squeeze", [mixed, graph.constant([1], dtype=np.int64)])
 
 
 def _masked_pooling(graph: _Graph, mode: str, tokens: str, field: _Field) -> str:

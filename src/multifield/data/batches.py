@@ -29,14 +29,15 @@ def trims_sort_field(config: Config) -> bool:
     """Whether training batches cut the sort field to a width step: only when its encoder runs every step of
     the padded width (an LSTM, or a GRU with dropout, or off JAX). A GRU that runs only the steps its batch
     holds (``multifield.layers.gru_steps``) gets its field at full width: one shape to compile, whatever the
-    batch's length, and no more steps run."""
+    batch's length, and no more steps run; unless the field has label-wise attention, whose arrays span the width."""
     from multifield.layers.recurrent_encoder import runs_only_needed_steps
 
     name = sort_field(config)
     if name is None:
         return False
     field = config.fields[name]
-    if field.encoder != "rnn_attention":
+    if field.encoder != "rnn_attention" or field.label_attention:
+        # Label-wise attention holds a (batch, time, labels) array of every padded step: its cost grows with the width.
         return True
     return not runs_only_needed_steps(field.cell, field.recurrent_input_dropout)
 

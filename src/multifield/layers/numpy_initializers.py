@@ -106,6 +106,11 @@ def attention_pooling_initializers() -> dict:
     return {"kernel_initializer": GlorotUniform(), "bias_initializer": Zeros(), "context_initializer": GlorotUniform()}
 
 
+def label_attention_initializers() -> dict:
+    """``LabelAttention``'s initializers, drawn by NumPy."""
+    return {"query_initializer": GlorotUniform(), "readout_initializer": GlorotUniform(), "bias_initializer": Zeros()}
+
+
 def recurrent_initializers() -> dict:
     """A Keras GRU's or LSTM's default initializers (``glorot_uniform``, ``orthogonal``, ``zeros``), drawn by NumPy."""
     return {"kernel_initializer": GlorotUniform(), "recurrent_initializer": Orthogonal(), "bias_initializer": Zeros()}

@@ -5,7 +5,12 @@ import keras
 
 from multifield.layers.argument_checks import check_sequence_shape, is_integer
 from multifield.layers.attention_pooling import AttentionPooling
-from multifield.layers.numpy_initializers import attention_pooling_initializers, recurrent_initializers
+from multifield.layers.label_attention import LabelAttention, mixed_label_attention
+from multifield.layers.numpy_initializers import (
+    attention_pooling_initializers,
+    label_attention_initializers,
+    recurrent_initializers,
+)
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -50,6 +55,11 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         dropout: Float in `[0, 1)`, dropout on the inputs of each recurrent layer during training (the `dropout`
             argument of the Keras LSTM/GRU). Defaults to `0.0`.
         recurrent_dropout: Float in `[0, 1)`, dropout on the recurrent state during training. Defaults to `0.0`.
+        labels: Optional positive integer. With it, the recurrent outputs are read by `LabelAttention` (one query
+            per label) instead of `AttentionPooling`, and the layer returns one logit per label; `attention_units`,
+            `heads`, `diversity_penalty` and `attention_dropout` are then unused. Defaults to `None`.
+        label_dropout: Float in `[0, 1)`, with `labels`: dropout on the recurrent outputs before the label-wise
+            attention, during training. Defaults to `0.0`.
         seed: Optional integer, seed of the dropouts.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
@@ -59,13 +69,15 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             that Keras attached to `inputs` (for example by `Embedding(mask_zero=True)`) is used.
         training: Boolean, whether the call is in training mode (applies the dropouts).
         return_attention_scores: Boolean. If `True`, returns `(context, weights)` instead of `context`; the weights
-            are the attention's, before dropout, in `float32`.
+            are the attention's, before dropout, in `float32`. With `labels`, the weights are the labels' own
+            weights mixed by the softmax of their logits (`mixed_label_attention`): one row per record.
 
     Input shape:
         `(batch, time, features)`; `time` may be `None`.
 
     Output shape:
-        `context`: `(batch, units * directions * heads)`, where `directions` is 2 when `bidirectional` else 1.
+        `context`: `(batch, units * directions * heads)`, where `directions` is 2 when `bidirectional` else 1; with
+        `labels`, the logits `(batch, labels)`.
         `weights` (with `return_attention_scores=True`): `(batch, time)`, or `(batch, heads, time)` with `heads > 1`.
 
     Masking:
@@ -105,6 +117,8 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         attention_dropout=0.0,
         dropout=0.0,
         recurrent_dropout=0.0,
+        labels=None,
+        label_dropout=0.0,
         seed=None,
         **kwargs,
     ):
@@ -124,6 +138,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             ("dropout", dropout),
             ("recurrent_dropout", recurrent_dropout),
             ("attention_dropout", attention_dropout),
+            ("label_dropout", label_dropout),
         ):
             if not (isinstance(value, (int, float)) and 0 <= value < 1):
                 raise ValueError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
@@ -137,6 +152,8 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         self.attention_dropout = attention_dropout
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
+        self.labels = None if labels is None else int(labels)
+        self.label_dropout = float(label_dropout)
         self.seed = seed
 
         self.recurrent_layers = []
@@ -155,17 +172,24 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
                     name=f"bidirectional_{self.cell}_{index}",
                 )
             self.recurrent_layers.append(recurrent)
-        # AttentionPooling validates `heads` and `diversity_penalty`, which keep their names here.
-        self.attention_pooling = AttentionPooling(
-            units=attention_units,
-            heads=heads,
-            diversity_penalty=diversity_penalty,
-            dropout=attention_dropout,
-            seed=seed,
-            dtype=self.dtype_policy,
-            name="attention_pooling",
-            **attention_pooling_initializers(),
-        )
+        # The pooling validates its own arguments (`heads`, `diversity_penalty`; `labels`), which keep their names.
+        self.attention_pooling, self.label_attention = None, None
+        if labels is None:
+            self.attention_pooling = AttentionPooling(
+                units=attention_units,
+                heads=heads,
+                diversity_penalty=diversity_penalty,
+                dropout=attention_dropout,
+                seed=seed,
+                dtype=self.dtype_policy,
+                name="attention_pooling",
+                **attention_pooling_initializers(),
+            )
+        else:
+            self.label_attention = LabelAttention(
+                labels, dropout=label_dropout, seed=seed, dtype=self.dtype_policy, name="label_attention",
+                **label_attention_initializers(),
+            )
         self.supports_masking = True
 
     def _recurrent(self, index, name, go_backwards=False):
@@ -191,7 +215,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         for recurrent in self.recurrent_layers:
             recurrent.build(shape)
             shape = (*shape[:-1], self.output_size)
-        self.attention_pooling.build(shape)
+        (self.attention_pooling if self.label_attention is None else self.label_attention).build(shape)
 
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
         check_sequence_shape(self, inputs.shape)
@@ -207,6 +231,9 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         else:
             for recurrent in self.recurrent_layers:
                 sequences = recurrent(sequences, mask=mask, training=training)
+        if self.label_attention is not None:
+            logits, weights = self.label_attention(sequences, mask=mask, training=training, return_attention_scores=True)
+            return (logits, mixed_label_attention(logits, weights)) if return_attention_scores else logits
         return self.attention_pooling(
             sequences, mask=mask, training=training, return_attention_scores=return_attention_scores
         )
@@ -216,9 +243,15 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         check_sequence_shape(self, input_shape)
+        if self.label_attention is not None:
+            return (input_shape[0], self.labels)
         return (input_shape[0], self.output_size * self.attention_pooling.heads)
 
     def compute_output_spec(self, inputs, mask=None, training=None, return_attention_scores=False):
+        if self.label_attention is not None:
+            logits = keras.KerasTensor((inputs.shape[0], self.labels), dtype=self.compute_dtype)
+            weights = keras.KerasTensor(inputs.shape[:2], dtype="float32")
+            return (logits, weights) if return_attention_scores else logits
         sequences = keras.KerasTensor((*inputs.shape[:-1], self.output_size), dtype=self.compute_dtype)
         return self.attention_pooling.compute_output_spec(
             sequences, return_attention_scores=return_attention_scores
@@ -237,5 +270,7 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
             "attention_dropout": self.attention_dropout,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
+            "labels": self.labels,
+            "label_dropout": self.label_dropout,
             "seed": self.seed,
         }
