@@ -412,6 +412,7 @@ def test_many_labels_give_the_longest_text_label_wise_attention(tmp_path, distin
     assert "label_attention" not in columns["abstract"].field and "label_attention" not in columns["title"].field
     assert ("label-wise" in columns["body"].decision) is many
     assert (f"{distinct:,} labels" in columns["body"].why) is many
+    assert ("pooled by label-wise attention" in columns["body"].why) is many
     config = load_config(write_config(profile, tmp_path / "questions.toml"))
     assert config.fields["body"].label_attention is many
 

@@ -534,7 +534,7 @@ def _label_wise_attention(fields: list[Column], labels: Labels) -> None:
     longest = max(long_texts, key=lambda column: column.stats["p95_tokens"])
     longest.field["label_attention"] = True
     longest.decision = longest.decision.replace("BiGRU + attention", "BiGRU + label-wise attention")
-    longest.why += (
+    longest.why = longest.why.replace("pooled by attention,", "pooled by label-wise attention,") + (
         f" {distinct:,} labels (at least {LABEL_ATTENTION_MIN_LABELS}): each label gets an attention query of its "
         "own over this text (label_attention), which validated better than one attention for all labels with "
         "hundreds of labels, and worse with 20."
