@@ -181,6 +181,9 @@ def test_a_label_wise_field_adds_its_own_logits_and_round_trips(tmp_path, wide_s
     bias = np.asarray(model.get_layer("plot_encoder").label_attention.bias)
     np.testing.assert_allclose(np.asarray(parts[1])[1], np.asarray(parts[0])[1] + bias, rtol=1e-5, atol=1e-6)
     assert np.isfinite(np.asarray(deep_scores_model(model)(inputs))).all()
+    # Corrections of a wide part trained first start at zero, the label-wise part's too.
+    readout = np.asarray(model.get_layer("plot_encoder").label_attention.readout)
+    assert bool((readout == 0).all()) is (wide_solver == "adam")
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -203,7 +203,7 @@ def build_model(
     training = config.training
 
     # === Fields: ids → field dropout → embedding → encoder; a wide field's bag of tokens → its logits ===
-    inputs, deep_parts, label_parts, wide_parts, attention = {}, [], [], [], {}
+    inputs, encoders, deep_parts, label_parts, wide_parts, attention = {}, {}, [], [], [], {}
     for position, (name, field) in enumerate(config.fields.items()):
         ids = inputs[name] = keras.Input(shape=(None,), dtype="int32", name=name)
         if field.field_dropout > 0:
@@ -213,7 +213,7 @@ def build_model(
         tokens = _embedded_tokens(name, field, ids, vocabulary_sizes[name], embedding_matrices.get(name))
         label_wise = getattr(field, "label_attention", False)
         options = {"num_labels": num_labels, "dropout": training.dropout} if label_wise else {}
-        encoder = encoder_kind(field).build(field, name=f"{name}_encoder", **options)
+        encoder = encoders[name] = encoder_kind(field).build(field, name=f"{name}_encoder", **options)
         if field.encoder in ATTENTION_ENCODERS:
             context, attention[attention_output(name)] = encoder(tokens, return_attention_scores=True)
         else:
@@ -230,7 +230,13 @@ def build_model(
     # regression's intercepts, and the deep logits' weight chosen on validation); otherwise the deep part starts
     # as a zero correction of the wide part's logits, trained with it.
     blend = bool(wide_parts) and training.wide_solver == "logistic"
-    logits = _deep_logits(deep_parts, label_parts, config, num_labels, zero_start=bool(wide_parts) and not blend)
+    zero_start = bool(wide_parts) and not blend
+    logits = _deep_logits(deep_parts, label_parts, config, num_labels, zero_start=zero_start)
+    if zero_start:  # a label-wise field's logits start at zero too: its read-out vectors
+        for name, field in config.fields.items():
+            if getattr(field, "label_attention", False):
+                readout = encoders[name].label_attention.readout
+                readout.assign(np.zeros(readout.shape, dtype=readout.dtype))
     if wide_parts:
         wide_logits = wide_parts[0] if len(wide_parts) == 1 else keras.layers.Add(name="wide_logits")(wide_parts)
         if blend:
