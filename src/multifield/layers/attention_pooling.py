@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from multifield.layers.argument_checks import check_sequence_shape, is_integer
+from multifield.layers.masked_softmax import masked_softmax
 
 
 @keras.saving.register_keras_serializable(package="multifield")
@@ -181,7 +182,7 @@ class AttentionPooling(keras.layers.Layer):
         attention_scores = ops.matmul(hidden, ops.cast(self.context_vector, "float32"))
         attention_scores = ops.transpose(attention_scores, (0, 2, 1))  # (batch, heads, time)
 
-        attention_weights = _masked_softmax(attention_scores, mask)
+        attention_weights = masked_softmax(attention_scores, mask)
 
         if self.diversity_penalty > 0 and self.heads > 1:
             self.add_loss(self.diversity_penalty * _diversity_penalty(attention_weights, mask))
@@ -228,22 +229,6 @@ class AttentionPooling(keras.layers.Layer):
             "context_regularizer": keras.regularizers.serialize(self.context_regularizer),
             "seed": self.seed,
         }
-
-
-def _masked_softmax(scores, mask, time_axis=-1):
-    # scores: float32 (batch, heads, time), or (batch, time, heads) with time_axis=1; mask: bool (batch, time) or None.
-    if mask is None:
-        return ops.softmax(scores, axis=time_axis)
-    mask = ops.expand_dims(mask, 1 if time_axis == -1 else -1)
-    # Fill the padding with the row's lowest score so that the maximum is the maximum over the unmasked steps,
-    # without a dtype-dependent "-inf" constant (an all-padding row then has a finite maximum too).
-    lowest = ops.stop_gradient(ops.min(scores, axis=time_axis, keepdims=True))
-    maximum = ops.stop_gradient(ops.max(ops.where(mask, scores, lowest), axis=time_axis, keepdims=True))
-    shifted = ops.where(mask, scores - maximum, ops.zeros_like(scores))
-    exponentials = ops.exp(shifted) * ops.cast(mask, scores.dtype)
-    total = ops.sum(exponentials, axis=time_axis, keepdims=True)
-    # A row with an unmasked step has total >= 1 (its maximum gives exp(0)); an all-padding row has total == 0.
-    return exponentials / ops.where(total > 0, total, ops.ones_like(total))
 
 
 def _diversity_penalty(weights, mask):

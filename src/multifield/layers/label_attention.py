@@ -5,7 +5,7 @@ import keras
 from keras import ops
 
 from multifield.layers.argument_checks import check_sequence_shape, is_integer
-from multifield.layers.attention_pooling import _masked_softmax
+from multifield.layers.masked_softmax import masked_softmax
 
 __all__ = ["LabelAttention", "mixed_label_attention"]
 
@@ -109,7 +109,7 @@ class LabelAttention(keras.layers.Layer):
         else:
             projected = ops.matmul(steps, kernel)
         scores, readouts = projected[..., : self.labels], projected[..., self.labels :]
-        weights = _masked_softmax(scores, mask, time_axis=1)  # (batch, time, labels)
+        weights = masked_softmax(scores, mask, time_axis=1)  # (batch, time, labels)
         # r_l · Σ_t w_tl h_t = Σ_t w_tl (r_l · h_t): each step's read-out, summed with its label's weights.
         logits = ops.sum(weights * readouts, axis=1) + ops.cast(self.bias, "float32")
         logits = ops.cast(logits, self.compute_dtype)

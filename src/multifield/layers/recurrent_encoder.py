@@ -175,22 +175,25 @@ class RecurrentAttentionEncoder(keras.layers.Layer):
         # The pooling validates its own arguments (`heads`, `diversity_penalty`; `labels`), which keep their names.
         self.attention_pooling, self.label_attention = None, None
         if labels is None:
-            self.attention_pooling = AttentionPooling(
-                units=attention_units,
-                heads=heads,
-                diversity_penalty=diversity_penalty,
-                dropout=attention_dropout,
-                seed=seed,
-                dtype=self.dtype_policy,
-                name="attention_pooling",
-                **attention_pooling_initializers(),
-            )
+            self.attention_pooling = self._attention_pooling()
         else:
             self.label_attention = LabelAttention(
                 labels, dropout=label_dropout, seed=seed, dtype=self.dtype_policy, name="label_attention",
                 **label_attention_initializers(),
             )
         self.supports_masking = True
+
+    def _attention_pooling(self):
+        return AttentionPooling(
+            units=self.attention_units,
+            heads=self.heads,
+            diversity_penalty=self.diversity_penalty,
+            dropout=self.attention_dropout,
+            seed=self.seed,
+            dtype=self.dtype_policy,
+            name="attention_pooling",
+            **attention_pooling_initializers(),
+        )
 
     def _recurrent(self, index, name, go_backwards=False):
         return _CELLS[self.cell](
